@@ -1,0 +1,130 @@
+// Package bio holds the Go side of tlszmq's memory-BIO pair: byte queues with the semantics of
+// OpenSSL's memory BIOs as tlszmq configures them.
+//
+// An OpenSSL memory BIO that is empty can mean two things: "nothing yet, try again later" or
+// "the end of the stream". tlszmq always means the first (BIO_set_mem_eof_return(bio, -1)), and
+// marks the second explicitly. A [Buffer] does the same in Go terms: reading an empty Buffer
+// returns [ErrWouldBlock]; only after [Buffer.CloseWrite] does an empty Buffer read as io.EOF.
+//
+// The engine keeps three of them per TLS endpoint: the ciphertext drained from OpenSSL's write
+// BIO and waiting to leave as a ZeroMQ message, the plaintext that SSL_read produced and that
+// the application has not read yet, and application data written before the handshake
+// finished. The C side writes straight into a Buffer's spare room ([Buffer.Spare] and
+// [Buffer.Commit]), so bytes are copied once on their way from OpenSSL to Go.
+//
+// A Buffer is not safe for concurrent use.
+package bio
+
+import (
+	"errors"
+	"io"
+)
+
+// ErrWouldBlock is returned by [Buffer.Read] when the Buffer is empty but not closed: more
+// bytes may come later. It is the memory BIO's "retry", never the end of the stream.
+var ErrWouldBlock = errors.New("bio: would block: no data buffered yet")
+
+// ErrClosed is returned by [Buffer.Write] after [Buffer.CloseWrite].
+var ErrClosed = errors.New("bio: write after close")
+
+// shrinkAbove is the capacity above which an emptied Buffer lets its storage go, so that an
+// idle endpoint does not keep the memory of its largest message.
+const shrinkAbove = 64 << 10
+
+// Buffer is a FIFO byte queue with memory-BIO semantics. The zero value is an empty, open
+// Buffer ready to use.
+type Buffer struct {
+	buf []byte // unread bytes are buf[off:]
+	off int
+	eof bool
+}
+
+// Len returns the number of unread bytes.
+func (b *Buffer) Len() int { return len(b.buf) - b.off }
+
+// Bytes returns the unread bytes without consuming them. The slice is valid until the next
+// call that modifies the Buffer.
+func (b *Buffer) Bytes() []byte { return b.buf[b.off:] }
+
+// Write appends a copy of p. It fails only after CloseWrite.
+func (b *Buffer) Write(p []byte) (int, error) {
+	if b.eof {
+		return 0, ErrClosed
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// Spare returns at least n bytes of free room after the unread bytes, growing the Buffer if
+// needed. Bytes put there become part of the Buffer only through Commit.
+func (b *Buffer) Spare(n int) []byte {
+	if b.off > 0 && b.off == len(b.buf) {
+		b.buf, b.off = b.buf[:0], 0
+	}
+	if cap(b.buf)-len(b.buf) < n {
+		unread := len(b.buf) - b.off
+		grown := make([]byte, unread, max(2*cap(b.buf), unread+n))
+		copy(grown, b.buf[b.off:])
+		b.buf, b.off = grown, 0
+	}
+	return b.buf[len(b.buf):cap(b.buf)]
+}
+
+// Commit adds n bytes, written into the room that Spare returned, to the unread bytes.
+func (b *Buffer) Commit(n int) {
+	if n < 0 || len(b.buf)+n > cap(b.buf) {
+		panic("bio: Commit beyond the room Spare returned")
+	}
+	b.buf = b.buf[:len(b.buf)+n]
+}
+
+// Read moves up to len(p) unread bytes into p. On an empty Buffer it returns ErrWouldBlock,
+// or io.EOF once CloseWrite has been called.
+func (b *Buffer) Read(p []byte) (int, error) {
+	if b.Len() == 0 {
+		if b.eof {
+			return 0, io.EOF
+		}
+		return 0, ErrWouldBlock
+	}
+	n := copy(p, b.buf[b.off:])
+	b.off += n
+	b.compact()
+	return n, nil
+}
+
+// Take appends every unread byte to dst and empties the Buffer.
+func (b *Buffer) Take(dst []byte) []byte {
+	dst = append(dst, b.buf[b.off:]...)
+	b.off = len(b.buf)
+	b.compact()
+	return dst
+}
+
+// Discard drops the first n unread bytes (all of them if n is larger).
+func (b *Buffer) Discard(n int) {
+	b.off += min(n, b.Len())
+	b.compact()
+}
+
+// CloseWrite marks the end of the stream: once the unread bytes are gone, Read returns io.EOF.
+func (b *Buffer) CloseWrite() { b.eof = true }
+
+// Closed reports whether CloseWrite has been called.
+func (b *Buffer) Closed() bool { return b.eof }
+
+// Release empties the Buffer and lets its storage go. The end-of-stream mark stays.
+func (b *Buffer) Release() { b.buf, b.off = nil, 0 }
+
+// compact resets an emptied Buffer, dropping large storage.
+func (b *Buffer) compact() {
+	if b.off < len(b.buf) {
+		return
+	}
+	if cap(b.buf) > shrinkAbove {
+		b.buf = nil
+	} else {
+		b.buf = b.buf[:0]
+	}
+	b.off = 0
+}

@@ -1,0 +1,204 @@
+package tlszmq
+
+/*
+#cgo pkg-config: libssl libcrypto
+#include <stdlib.h>
+#include "ssl.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Role says which side of the handshake a Context's engines play.
+type Role int
+
+const (
+	// RoleClient makes client engines (the C++ TLSZmq client constructor).
+	RoleClient Role = iota
+	// RoleServer makes server engines (the C++ TLSZmq server constructor).
+	RoleServer
+)
+
+// String returns "client" or "server".
+func (r Role) String() string {
+	if r == RoleServer {
+		return "server"
+	}
+	return "client"
+}
+
+// Context is an OpenSSL SSL_CTX set up from a Config for one role: the C++ init_ctx, made once
+// per program rather than once per connection. Certificates and keys are loaded into it once.
+// A Context is safe for concurrent use; engines made from it keep it alive until they are
+// closed, so Close may be called while engines are still in use.
+type Context struct {
+	role    Role
+	cfg     *Config
+	h       *ctxHandle
+	cleanup runtime.Cleanup
+	closed  atomic.Bool
+}
+
+// ctxHandle owns the C context. It is shared by the Context and its engines and freed when the
+// last of them lets go.
+type ctxHandle struct {
+	mu   sync.Mutex
+	c    *C.tz_ctx
+	refs int
+}
+
+func (h *ctxHandle) acquire() (*C.tz_ctx, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.c == nil {
+		return nil, ErrClosed
+	}
+	h.refs++
+	return h.c, nil
+}
+
+func (h *ctxHandle) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.refs--; h.refs == 0 && h.c != nil {
+		C.tz_ctx_free(h.c)
+		h.c = nil
+	}
+}
+
+// NewContext loads cfg into a new OpenSSL context for role. A nil cfg is the zero Config. Every
+// failure names the step and quotes OpenSSL's reasons: a missing file, a key that does not match
+// its certificate, a certificate too weak for the security level, an unknown cipher or group,
+// a FIPS provider that is not there.
+func NewContext(role Role, cfg *Config) (*Context, error) {
+	cfg = cfg.Clone()
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	if role != RoleClient && role != RoleServer {
+		return nil, fmt.Errorf("%w: unknown role %d", ErrInvalidConfig, int(role))
+	}
+	if err := cfg.check(role); err != nil {
+		return nil, err
+	}
+
+	var strs []unsafe.Pointer
+	cstr := func(s string) *C.char {
+		if s == "" {
+			return nil
+		}
+		p := C.CString(s)
+		strs = append(strs, unsafe.Pointer(p))
+		return p
+	}
+	cbytes := func(b []byte) (*C.uchar, C.size_t) {
+		if b == nil {
+			return nil, 0
+		}
+		p := C.CBytes(b)
+		strs = append(strs, p)
+		return (*C.uchar)(p), C.size_t(len(b))
+	}
+	defer func() {
+		for _, p := range strs {
+			C.free(p)
+		}
+	}()
+
+	var cc C.tz_ctx_cfg
+	if role == RoleServer {
+		cc.server = 1
+		cc.verify = C.int(cfg.ClientAuth)
+	} else if !cfg.InsecureSkipVerify {
+		cc.verify = 1
+	}
+	cc.min_version = C.int(cfg.MinVersion)
+	if cfg.MinVersion == 0 {
+		cc.min_version = C.int(VersionTLS12)
+	}
+	cc.max_version = C.int(cfg.MaxVersion) // 0: the highest OpenSSL knows, TLS 1.3
+	switch cfg.SecurityLevel {
+	case 0:
+		cc.security_level = -1
+	case SecurityLevelZero:
+		cc.security_level = 0
+	default:
+		cc.security_level = C.int(cfg.SecurityLevel)
+	}
+	if cfg.SessionTicketsDisabled {
+		cc.no_tickets = 1
+	}
+	cc.cipher_list = cstr(cfg.CipherList)
+	cc.ciphersuites = cstr(cfg.CipherSuites)
+	cc.groups = cstr(cfg.Groups)
+	cc.cert_file = cstr(cfg.CertFile)
+	cc.key_file = cstr(cfg.KeyFile)
+	cc.ca_file = cstr(cfg.CAFile)
+	cc.ca_dir = cstr(cfg.CADir)
+	cc.cert_pem, cc.cert_pem_len = cbytes(cfg.CertPEM)
+	cc.key_pem, cc.key_pem_len = cbytes(cfg.KeyPEM)
+	cc.ca_pem, cc.ca_pem_len = cbytes(cfg.CAPEM)
+	if cfg.FIPS {
+		cc.fips = 1
+		cc.fips_config = cstr(cfg.FIPSConfigFile)
+		cc.fips_modules = cstr(cfg.FIPSModuleDir)
+	}
+
+	var cerr C.tz_err
+	c := C.tz_ctx_new(&cc, &cerr)
+	if c == nil {
+		e := newError(&cerr)
+		if cfg.FIPS && e.kind == nil && isFIPSStep(e.Op) {
+			e.kind = ErrFIPSUnavailable
+		}
+		return nil, e
+	}
+	ctx := &Context{role: role, cfg: cfg, h: &ctxHandle{c: c, refs: 1}}
+	ctx.cleanup = runtime.AddCleanup(ctx, (*ctxHandle).release, ctx.h)
+	return ctx, nil
+}
+
+// isFIPSStep tells the steps of the FIPS set-up from the rest: they all name FIPS.
+func isFIPSStep(op string) bool { return strings.Contains(strings.ToLower(op), "fips") }
+
+// Role returns the role the Context was made for.
+func (ctx *Context) Role() Role { return ctx.role }
+
+// Config returns a copy of the Config the Context was made from.
+func (ctx *Context) Config() *Config { return ctx.cfg.Clone() }
+
+// FIPS reports whether the Context runs on OpenSSL's FIPS provider with fips=yes as its
+// default property. It is false after Close.
+func (ctx *Context) FIPS() bool {
+	if ctx.closed.Load() {
+		return false
+	}
+	c, err := ctx.h.acquire()
+	if err != nil {
+		return false
+	}
+	defer ctx.h.release()
+	return C.tz_ctx_fips(c) == 1
+}
+
+// Close lets the Context go. Engines made from it keep working until they are closed; no new
+// engine can be made. Close is idempotent.
+func (ctx *Context) Close() error {
+	if ctx.closed.CompareAndSwap(false, true) {
+		ctx.cleanup.Stop()
+		ctx.h.release()
+	}
+	return nil
+}
+
+// FIPSMode reports whether the process's default OpenSSL library context is in FIPS mode (for
+// example through the system's OpenSSL configuration). A Context made with Config.FIPS has a
+// library context of its own: ask it with [Context.FIPS].
+func FIPSMode() bool { return C.tz_default_fips() == 1 }

@@ -1,0 +1,151 @@
+package tlszmq
+
+/*
+#include "ssl.h"
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ErrClosed is returned by an Engine or Context used after Close.
+var ErrClosed = errors.New("tlszmq: use of a closed engine")
+
+// ErrTruncated reports a transport that ended (see [Engine.PutEOF]) without the peer's
+// close_notify: the data may have been cut short by an attacker or a crash. A clean end reads
+// as io.EOF instead. It wraps io.ErrUnexpectedEOF.
+var ErrTruncated = fmt.Errorf("tlszmq: stream truncated: the transport ended without close_notify: %w", io.ErrUnexpectedEOF)
+
+// ErrFIPSUnavailable is wrapped by the error of a FIPS Context whose FIPS provider could not be
+// loaded or failed its checks. The error quotes OpenSSL's reason.
+var ErrFIPSUnavailable = errors.New("tlszmq: FIPS mode unavailable")
+
+// ErrHandshakeIncomplete is returned by calls that need an established session, such as
+// [Engine.Session] before the handshake has finished.
+var ErrHandshakeIncomplete = errors.New("tlszmq: the handshake has not finished")
+
+// AlertError is a TLS alert that ended the session: one the peer sent (Sent false, the peer
+// rejected us) or one this side sent (Sent true, we rejected the peer).
+type AlertError struct {
+	Code uint8  // the alert description, e.g. 48 for unknown_ca
+	Text string // OpenSSL's long text, e.g. "unknown CA"
+	Sent bool   // true: sent to the peer; false: received from it
+}
+
+// Error returns "tlszmq: alert received: unknown CA" or "tlszmq: alert sent: ...".
+func (a *AlertError) Error() string {
+	dir := "received"
+	if a.Sent {
+		dir = "sent"
+	}
+	return fmt.Sprintf("tlszmq: alert %s: %s", dir, a.Text)
+}
+
+// CertificateVerificationError is a failed verification of the peer's certificate chain.
+type CertificateVerificationError struct {
+	Code   int    // OpenSSL's X509_V_ERR_* code, e.g. 20
+	Reason string // OpenSSL's text, e.g. "unable to get local issuer certificate"
+}
+
+// Error returns "tlszmq: certificate verify failed: <reason>".
+func (v *CertificateVerificationError) Error() string {
+	return "tlszmq: certificate verify failed: " + v.Reason
+}
+
+// Error is the error of a failed OpenSSL step. It carries OpenSSL's own reasons, captured in
+// the C call that failed, and, where they apply, the TLS alert and the certificate
+// verification failure, which errors.As finds; errors.Is finds ErrTruncated and
+// ErrFIPSUnavailable.
+type Error struct {
+	Op      string                        // the step that failed, e.g. "handshake"
+	Reasons []string                      // OpenSSL's reasons, oldest first: "SSL routines: no shared cipher"
+	Alert   *AlertError                   // the alert that ended the session, if any
+	Verify  *CertificateVerificationError // the certificate verification failure, if any
+	kind    error                         // a sentinel such as ErrTruncated, or nil
+}
+
+// Error returns "tlszmq: <op>: <cause> [<OpenSSL reasons>] (<alert>)".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("tlszmq: ")
+	b.WriteString(e.Op)
+	switch {
+	case e.Verify != nil:
+		b.WriteString(": certificate verify failed: ")
+		b.WriteString(e.Verify.Reason)
+	case e.kind != nil:
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.kind.Error(), "tlszmq: "))
+	}
+	if len(e.Reasons) > 0 {
+		if e.Verify != nil || e.kind != nil {
+			b.WriteString(" [")
+			b.WriteString(strings.Join(e.Reasons, "; "))
+			b.WriteString("]")
+		} else {
+			b.WriteString(": ")
+			b.WriteString(strings.Join(e.Reasons, "; "))
+		}
+	}
+	if e.Alert != nil {
+		dir := "received"
+		if e.Alert.Sent {
+			dir = "sent"
+		}
+		fmt.Fprintf(&b, " (alert %s: %s)", dir, e.Alert.Text)
+	}
+	return b.String()
+}
+
+// Unwrap returns the alert, the verification failure and the sentinel the error carries.
+func (e *Error) Unwrap() []error {
+	var errs []error
+	if e.kind != nil {
+		errs = append(errs, e.kind)
+	}
+	if e.Alert != nil {
+		errs = append(errs, e.Alert)
+	}
+	if e.Verify != nil {
+		errs = append(errs, e.Verify)
+	}
+	return errs
+}
+
+// newError turns a tz_err that C filled into an Error.
+func newError(ce *C.tz_err) *Error {
+	e := &Error{Op: C.GoString(&ce.where[0])}
+	if text := C.GoString(&ce.text[0]); text != "" {
+		e.Reasons = strings.Split(text, "\n")
+	}
+	if ce.lib == C.ERR_LIB_SSL {
+		switch ce.reason {
+		case C.SSL_R_UNEXPECTED_EOF_WHILE_READING:
+			e.kind = ErrTruncated
+		case C.SSL_R_CERTIFICATE_VERIFY_FAILED:
+			if ce.verify_result != C.X509_V_OK {
+				e.Verify = &CertificateVerificationError{Code: int(ce.verify_result), Reason: C.GoString(ce.verify_text)}
+			}
+		}
+	}
+	return e
+}
+
+// connError builds the sticky error of a connection from its captured error and alerts.
+func connError(c *C.tz_conn) *Error {
+	e := newError(&c.err)
+	switch {
+	case c.alert_recv >= 0 && c.alert_recv_fatal != 0:
+		e.Alert = &AlertError{Code: uint8(c.alert_recv), Text: C.GoString(C.tz_alert_text(c.alert_recv))}
+	case c.alert_sent >= 0 && c.alert_sent_fatal != 0:
+		e.Alert = &AlertError{Code: uint8(c.alert_sent), Text: C.GoString(C.tz_alert_text(c.alert_sent)), Sent: true}
+	}
+	return e
+}

@@ -1,0 +1,648 @@
+/*
+ * ssl.c: the C shim between Go and OpenSSL 3 (see ssl.h).
+ *
+ * Two memory BIOs per SSL object: bytes that arrive from ZeroMQ go into the read BIO, bytes
+ * that OpenSSL writes leave through the write BIO. OpenSSL never owns a socket. Both BIOs
+ * answer "retry" when empty (BIO_set_mem_eof_return -1); the end of the transport is explicit
+ * (TZ_IN_EOF), so an empty BIO is never mistaken for the end of the stream.
+ */
+#include "ssl.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/conf.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/provider.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+struct tz_ctx {
+	SSL_CTX *ssl_ctx;
+	OSSL_LIB_CTX *libctx;     /* NULL: the process's default library context */
+	OSSL_PROVIDER *fips;      /* held while the context lives (FIPS contexts only) */
+	OSSL_PROVIDER *base;
+	int server;
+	int fips_on;
+};
+
+static const unsigned char tz_session_id_context[] = "tlszmq";
+
+/* ---- error capture ---------------------------------------------------------------------- */
+
+static void tz_append(tz_err *e, size_t *off, const char *s)
+{
+	size_t n = strlen(s);
+	if (*off + n + 1 >= sizeof e->text)
+		n = sizeof e->text - *off - 1;
+	memcpy(e->text + *off, s, n);
+	*off += n;
+	e->text[*off] = '\0';
+}
+
+/* Drains OpenSSL's error queue into e, oldest first, one reason a line:
+ * "library: reason (data)". Called inside the failing call, on the failing thread. */
+static void tz_capture(tz_err *e, const char *where, int ssl_error)
+{
+	const char *file, *func, *data;
+	int line, flags, first = 1;
+	unsigned long code;
+	size_t off = 0;
+
+	e->ssl_error = ssl_error;
+	snprintf(e->where, sizeof e->where, "%s", where);
+	e->text[0] = '\0';
+	e->reason = 0;
+	e->lib = 0;
+	while ((code = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
+		char item[512], rbuf[32];
+		const char *lib, *reason;
+		if (ERR_SYSTEM_ERROR(code)) {
+			lib = "system library";
+			reason = strerror(ERR_GET_REASON(code));
+		} else {
+			lib = ERR_lib_error_string(code);
+			reason = ERR_reason_error_string(code);
+			if (reason == NULL) {
+				snprintf(rbuf, sizeof rbuf, "reason %d", ERR_GET_REASON(code));
+				reason = rbuf;
+			}
+		}
+		if (first) {
+			e->reason = ERR_GET_REASON(code);
+			e->lib = ERR_GET_LIB(code);
+			first = 0;
+		}
+		if (lib != NULL && *lib)
+			snprintf(item, sizeof item, "%s: %s", lib, reason);
+		else
+			snprintf(item, sizeof item, "%s", reason);
+		if (off > 0)
+			tz_append(e, &off, "\n");
+		tz_append(e, &off, item);
+		if ((flags & ERR_TXT_STRING) && data != NULL && *data) {
+			tz_append(e, &off, " (");
+			tz_append(e, &off, data);
+			tz_append(e, &off, ")");
+		}
+	}
+}
+
+static void tz_fail_text(tz_err *e, const char *where, const char *text)
+{
+	tz_capture(e, where, 0);
+	if (e->text[0] == '\0')
+		snprintf(e->text, sizeof e->text, "%s", text);
+}
+
+/* ---- contexts --------------------------------------------------------------------------- */
+
+static int tz_fips_setup(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
+{
+	EVP_MD *md;
+	const char *prov;
+	char *conf = NULL;
+	int ok;
+
+	t->libctx = OSSL_LIB_CTX_new();
+	if (t->libctx == NULL) {
+		tz_fail_text(err, "creating the FIPS library context", "out of memory");
+		return 0;
+	}
+	if (cfg->fips_modules != NULL && *cfg->fips_modules &&
+	    !OSSL_PROVIDER_set_default_search_path(t->libctx, cfg->fips_modules)) {
+		tz_fail_text(err, "setting the FIPS module directory", "rejected");
+		return 0;
+	}
+	/* The configuration carries the module's installation data (fipsmodule.cnf). Without one
+	 * named, the system's configuration file is used, as OpenSSL itself would. */
+	if (cfg->fips_config != NULL && *cfg->fips_config)
+		ok = OSSL_LIB_CTX_load_config(t->libctx, cfg->fips_config);
+	else {
+		conf = CONF_get1_default_config_file();
+		ok = conf == NULL || OSSL_LIB_CTX_load_config(t->libctx, conf);
+	}
+	if (!ok) {
+		char where[128];
+		snprintf(where, sizeof where, "loading the FIPS configuration %s",
+		         cfg->fips_config && *cfg->fips_config ? cfg->fips_config : (conf ? conf : ""));
+		OPENSSL_free(conf);
+		tz_fail_text(err, where, "the configuration could not be loaded");
+		return 0;
+	}
+	OPENSSL_free(conf);
+	ERR_clear_error();
+	/* A configuration that names a missing module still loads "successfully": check for the
+	 * provider explicitly, and that it passed its self tests. */
+	t->fips = OSSL_PROVIDER_load(t->libctx, "fips");
+	if (t->fips == NULL) {
+		tz_fail_text(err, "loading the fips provider", "the fips provider is not available");
+		return 0;
+	}
+	if (!OSSL_PROVIDER_self_test(t->fips)) {
+		tz_fail_text(err, "running the fips provider's self tests", "self tests failed");
+		return 0;
+	}
+	t->base = OSSL_PROVIDER_load(t->libctx, "base");
+	if (t->base == NULL) {
+		tz_fail_text(err, "loading the base provider", "the base provider is not available");
+		return 0;
+	}
+	if (!EVP_default_properties_enable_fips(t->libctx, 1)) {
+		tz_fail_text(err, "setting fips=yes as the default property", "rejected");
+		return 0;
+	}
+	md = EVP_MD_fetch(t->libctx, "SHA2-256", NULL);
+	prov = md ? OSSL_PROVIDER_get0_name(EVP_MD_get0_provider(md)) : NULL;
+	ok = prov != NULL && strcmp(prov, "fips") == 0;
+	EVP_MD_free(md);
+	if (!ok) {
+		tz_fail_text(err, "checking the fips provider", "SHA2-256 is not served by the fips provider");
+		return 0;
+	}
+	t->fips_on = 1;
+	return 1;
+}
+
+static int tz_use_cert_pem(tz_ctx *t, const unsigned char *pem, size_t len)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	X509 *x = NULL;
+	int ok = 0;
+
+	if (b == NULL)
+		return 0;
+	x = X509_new_ex(t->libctx, NULL);
+	if (x == NULL || PEM_read_bio_X509_AUX(b, &x, NULL, NULL) == NULL)
+		goto done;
+	if (!SSL_CTX_use_certificate(t->ssl_ctx, x))
+		goto done;
+	if (!SSL_CTX_clear_chain_certs(t->ssl_ctx))
+		goto done;
+	for (;;) {
+		X509 *ca = X509_new_ex(t->libctx, NULL);
+		if (ca == NULL)
+			goto done;
+		if (PEM_read_bio_X509(b, &ca, NULL, NULL) == NULL) {
+			X509_free(ca);
+			unsigned long e = ERR_peek_last_error();
+			if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+				ERR_clear_error();  /* the end of the chain */
+			else
+				goto done;
+			break;
+		}
+		if (!SSL_CTX_add0_chain_cert(t->ssl_ctx, ca)) {
+			X509_free(ca);
+			goto done;
+		}
+	}
+	ok = 1;
+done:
+	X509_free(x);
+	BIO_free(b);
+	return ok;
+}
+
+static int tz_use_key_pem(tz_ctx *t, const unsigned char *pem, size_t len)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *k;
+	int ok;
+
+	if (b == NULL)
+		return 0;
+	k = PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL, t->libctx, NULL);
+	ok = k != NULL && SSL_CTX_use_PrivateKey(t->ssl_ctx, k);
+	EVP_PKEY_free(k);
+	BIO_free(b);
+	return ok;
+}
+
+static int tz_add_ca_pem(tz_ctx *t, const unsigned char *pem, size_t len)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	STACK_OF(X509_INFO) *infos;
+	X509_STORE *store = SSL_CTX_get_cert_store(t->ssl_ctx);
+	int i, n = 0, ok = 1;
+
+	if (b == NULL)
+		return 0;
+	infos = PEM_X509_INFO_read_bio_ex(b, NULL, NULL, NULL, t->libctx, NULL);
+	BIO_free(b);
+	if (infos == NULL)
+		return 0;
+	for (i = 0; i < sk_X509_INFO_num(infos); i++) {
+		X509_INFO *info = sk_X509_INFO_value(infos, i);
+		if (info->x509 != NULL) {
+			if (!X509_STORE_add_cert(store, info->x509))
+				ok = 0;
+			n++;
+		}
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	if (n == 0) {
+		ERR_raise_data(ERR_LIB_PEM, PEM_R_NO_START_LINE, "no certificate in the CA PEM");
+		return 0;
+	}
+	return ok;
+}
+
+static void tz_info_cb(const SSL *ssl, int where, int ret)
+{
+	tz_conn *c;
+	if (!(where & SSL_CB_ALERT))
+		return;
+	c = SSL_get_app_data(ssl);
+	if (c == NULL)
+		return;
+	if (where & SSL_CB_READ) {
+		c->alert_recv = ret & 0xff;
+		c->alert_recv_fatal = (ret >> 8) == SSL3_AL_FATAL;
+	} else {
+		c->alert_sent = ret & 0xff;
+		c->alert_sent_fatal = (ret >> 8) == SSL3_AL_FATAL;
+	}
+}
+
+#define TZ_CHECK(cond, where) do { if (!(cond)) { tz_capture(err, (where), 0); goto fail; } } while (0)
+
+tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
+{
+	tz_ctx *t;
+	SSL_CTX *ctx;
+	long opts = SSL_OP_NO_RENEGOTIATION;
+
+	memset(err, 0, sizeof *err);
+	ERR_clear_error();
+	t = calloc(1, sizeof *t);
+	if (t == NULL) {
+		tz_fail_text(err, "allocating the context", "out of memory");
+		return NULL;
+	}
+	t->server = cfg->server;
+	if (cfg->fips && !tz_fips_setup(t, cfg, err))
+		goto fail;
+	t->ssl_ctx = SSL_CTX_new_ex(t->libctx, NULL, cfg->server ? TLS_server_method() : TLS_client_method());
+	TZ_CHECK(t->ssl_ctx != NULL, "creating the SSL context");
+	ctx = t->ssl_ctx;
+
+	/* The security level first: it decides which certificates and keys load below. */
+	if (cfg->security_level >= 0)
+		SSL_CTX_set_security_level(ctx, cfg->security_level);
+	TZ_CHECK(SSL_CTX_set_min_proto_version(ctx, cfg->min_version), "setting the minimum TLS version");
+	TZ_CHECK(SSL_CTX_set_max_proto_version(ctx, cfg->max_version), "setting the maximum TLS version");
+	if (cfg->server)
+		opts |= SSL_OP_CIPHER_SERVER_PREFERENCE;
+	if (cfg->no_tickets)
+		opts |= SSL_OP_NO_TICKET;
+	SSL_CTX_set_options(ctx, opts);
+	if (cfg->no_tickets && cfg->server)
+		SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_info_callback(ctx, tz_info_cb);
+
+	if (cfg->cipher_list != NULL)
+		TZ_CHECK(SSL_CTX_set_cipher_list(ctx, cfg->cipher_list), "setting the TLS 1.2 cipher list");
+	if (cfg->ciphersuites != NULL)
+		TZ_CHECK(SSL_CTX_set_ciphersuites(ctx, cfg->ciphersuites), "setting the TLS 1.3 cipher suites");
+	if (cfg->groups != NULL)
+		TZ_CHECK(SSL_CTX_set1_groups_list(ctx, cfg->groups), "setting the key exchange groups");
+
+	if (cfg->cert_file != NULL)
+		TZ_CHECK(SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file), "loading the certificate file");
+	else if (cfg->cert_pem != NULL)
+		TZ_CHECK(tz_use_cert_pem(t, cfg->cert_pem, cfg->cert_pem_len), "loading the certificate PEM");
+	if (cfg->key_file != NULL)
+		TZ_CHECK(SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM), "loading the private key file");
+	else if (cfg->key_pem != NULL)
+		TZ_CHECK(tz_use_key_pem(t, cfg->key_pem, cfg->key_pem_len), "loading the private key PEM");
+	if ((cfg->cert_file || cfg->cert_pem) && (cfg->key_file || cfg->key_pem))
+		TZ_CHECK(SSL_CTX_check_private_key(ctx), "matching the private key to the certificate");
+
+	if (cfg->ca_file != NULL || cfg->ca_dir != NULL)
+		TZ_CHECK(SSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir), "loading the CA certificates");
+	if (cfg->ca_pem != NULL)
+		TZ_CHECK(tz_add_ca_pem(t, cfg->ca_pem, cfg->ca_pem_len), "loading the CA PEM");
+	if (cfg->server) {
+		int mode = SSL_VERIFY_NONE;
+		if (cfg->verify >= 1)
+			mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
+		if (cfg->verify >= 2)
+			mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+		SSL_CTX_set_verify(ctx, mode, NULL);
+		TZ_CHECK(SSL_CTX_set_session_id_context(ctx, tz_session_id_context, sizeof tz_session_id_context - 1),
+		         "setting the session id context");
+	} else if (cfg->verify) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		if (cfg->ca_file == NULL && cfg->ca_dir == NULL && cfg->ca_pem == NULL)
+			TZ_CHECK(SSL_CTX_set_default_verify_paths(ctx), "loading the system's CA certificates");
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	}
+	return t;
+fail:
+	tz_ctx_free(t);
+	return NULL;
+}
+
+void tz_ctx_free(tz_ctx *t)
+{
+	if (t == NULL)
+		return;
+	SSL_CTX_free(t->ssl_ctx);
+	if (t->base != NULL)
+		OSSL_PROVIDER_unload(t->base);
+	if (t->fips != NULL)
+		OSSL_PROVIDER_unload(t->fips);
+	OSSL_LIB_CTX_free(t->libctx);
+	free(t);
+}
+
+int tz_ctx_fips(const tz_ctx *t)
+{
+	return t->fips_on;
+}
+
+int tz_default_fips(void)
+{
+	return EVP_default_properties_is_fips_enabled(NULL) && OSSL_PROVIDER_available(NULL, "fips");
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, tz_err *err)
+{
+	tz_conn *c;
+	SSL *ssl;
+	BIO *rbio, *wbio;
+
+	memset(err, 0, sizeof *err);
+	ERR_clear_error();
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		tz_fail_text(err, "allocating the connection", "out of memory");
+		return NULL;
+	}
+	c->alert_sent = c->alert_recv = -1;
+	ssl = SSL_new(t->ssl_ctx);
+	rbio = BIO_new(BIO_s_mem());
+	wbio = BIO_new(BIO_s_mem());
+	if (ssl == NULL || rbio == NULL || wbio == NULL) {
+		tz_capture(err, "creating the SSL object", 0);
+		SSL_free(ssl);
+		BIO_free(rbio);
+		BIO_free(wbio);
+		free(c);
+		return NULL;
+	}
+	/* Empty means "retry", never end of stream. */
+	BIO_set_mem_eof_return(rbio, -1);
+	BIO_set_mem_eof_return(wbio, -1);
+	SSL_set_bio(ssl, rbio, wbio);  /* ssl owns both BIOs from here on */
+	c->ssl = ssl;
+	c->rbio = rbio;
+	c->wbio = wbio;
+	SSL_set_app_data(ssl, c);
+	c->verify_peer = (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0;
+	if (t->server) {
+		SSL_set_accept_state(ssl);
+	} else {
+		SSL_set_connect_state(ssl);
+		if (server_name != NULL && *server_name) {
+			X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+			ASN1_OCTET_STRING *ip = a2i_IPADDRESS(server_name);
+			int ok = 1;
+			if (ip != NULL) {
+				/* An IP address: no SNI (RFC 6066), the address is checked instead. */
+				ASN1_OCTET_STRING_free(ip);
+				if (verify_name)
+					ok = X509_VERIFY_PARAM_set1_ip_asc(param, server_name);
+			} else {
+				ERR_clear_error();
+				ok = SSL_set_tlsext_host_name(ssl, server_name);
+				if (ok && verify_name)
+					ok = SSL_set1_host(ssl, server_name);
+			}
+			if (!ok) {
+				tz_capture(err, "setting the server name", 0);
+				tz_conn_free(c);
+				return NULL;
+			}
+		}
+	}
+	return c;
+}
+
+void tz_conn_free(tz_conn *c)
+{
+	if (c == NULL)
+		return;
+	SSL_free(c->ssl);
+	free(c);
+}
+
+static void tz_fail(tz_conn *c, const char *where, int ssl_error)
+{
+	SSL *ssl = c->ssl;
+	c->state |= TZ_FATAL;
+	tz_capture(&c->err, where, ssl_error);
+	c->err.verify_result = SSL_get_verify_result(ssl);
+	c->err.verify_text = X509_verify_cert_error_string(c->err.verify_result);
+	if (c->err.text[0] == '\0') {
+		if (ssl_error == SSL_ERROR_ZERO_RETURN)
+			snprintf(c->err.text, sizeof c->err.text, "the peer closed the connection");
+		else if (ssl_error == SSL_ERROR_SYSCALL)
+			snprintf(c->err.text, sizeof c->err.text, "unexpected end of the transport");
+		else
+			snprintf(c->err.text, sizeof c->err.text, "SSL error %d", ssl_error);
+	}
+}
+
+/* Looks at a failed SSL call: 1 if it only needs more input (or room), 0 if it was fatal. */
+static int tz_retryable(tz_conn *c, int r, const char *where)
+{
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return 1;
+	tz_fail(c, where, e);
+	return 0;
+}
+
+static void tz_handshake_done(tz_conn *c)
+{
+	SSL *ssl = c->ssl;
+	c->state |= TZ_HANDSHAKE_DONE;
+	c->version = SSL_version(ssl);
+	c->version_name = SSL_get_version(ssl);
+	c->cipher = SSL_get_cipher_name(ssl);
+	c->verify_result = SSL_get_verify_result(ssl);
+	c->verify_text = X509_verify_cert_error_string(c->verify_result);
+	if (SSL_session_reused(ssl))
+		c->state |= TZ_RESUMED;
+}
+
+int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,
+            size_t app_len, unsigned char *out, size_t out_cap, unsigned char *plain,
+            size_t plain_cap, int flags)
+{
+	SSL *ssl = c->ssl;
+	BIO *rbio = c->rbio, *wbio = c->wbio;
+	size_t pending;
+
+	c->app_written = c->out_len = c->plain_len = 0;
+	c->state &= ~(TZ_PLAIN_MORE | TZ_OUT_MORE);
+	if (!(c->state & TZ_FATAL)) {
+		ERR_clear_error();
+		while (in_len > 0) {
+			int chunk = in_len > INT_MAX ? INT_MAX : (int)in_len;
+			if (BIO_write(rbio, in, chunk) != chunk) {
+				tz_fail(c, "buffering network bytes", 0);
+				break;
+			}
+			in += chunk;
+			in_len -= (size_t)chunk;
+		}
+		if (flags & TZ_IN_EOF)
+			BIO_set_mem_eof_return(rbio, 0);
+	}
+	if (!(c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE))) {
+		int r = SSL_do_handshake(ssl);
+		if (r == 1)
+			tz_handshake_done(c);
+		else
+			tz_retryable(c, r, "handshake");
+	}
+	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE)) == TZ_HANDSHAKE_DONE && app_len > 0) {
+		size_t w = 0;
+		if (SSL_write_ex(ssl, app, app_len, &w))
+			c->app_written = w;
+		else
+			tz_retryable(c, 0, "writing application data");
+	}
+	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE | TZ_PEER_CLOSED)) == TZ_HANDSHAKE_DONE) {
+		while (c->plain_len < plain_cap) {
+			size_t got = 0;
+			if (SSL_read_ex(ssl, plain + c->plain_len, plain_cap - c->plain_len, &got)) {
+				c->plain_len += got;
+				continue;
+			}
+			int e = SSL_get_error(ssl, 0);
+			if (e == SSL_ERROR_ZERO_RETURN)
+				c->state |= TZ_PEER_CLOSED;
+			else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+				tz_fail(c, "reading application data", e);
+			break;
+		}
+		if (c->plain_len == plain_cap && (SSL_has_pending(ssl) || BIO_ctrl_pending(rbio) > 0))
+			c->state |= TZ_PLAIN_MORE;
+	}
+	if ((flags & TZ_SHUTDOWN) && !(c->state & (TZ_FATAL | TZ_SENT_CLOSE)) &&
+	    (c->state & TZ_HANDSHAKE_DONE)) {
+		ERR_clear_error();
+		if (SSL_shutdown(ssl) >= 0)
+			c->state |= TZ_SENT_CLOSE;
+		else
+			tz_retryable(c, -1, "sending close_notify");
+	}
+	/* Drain whatever the write BIO holds, after an error too: a queued alert still goes out. */
+	pending = BIO_ctrl_pending(wbio);
+	if (pending > 0 && out_cap > 0) {
+		size_t n = pending < out_cap ? pending : out_cap;
+		size_t got = 0;
+		if (BIO_read_ex(wbio, out, n, &got))
+			c->out_len = got;
+		pending -= got;
+	}
+	if (pending > 0)
+		c->state |= TZ_OUT_MORE;
+	return c->state;
+}
+
+/* ---- peer certificates and sessions ----------------------------------------------------- */
+
+static X509 *tz_peer_cert(tz_conn *c, int index)
+{
+	SSL *ssl = c->ssl;
+	X509 *leaf = SSL_get0_peer_certificate(ssl);
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	int i, k = 0;
+
+	if (leaf == NULL)
+		return NULL;
+	if (index == 0)
+		return leaf;
+	/* A client's chain starts with the leaf, a server's does not: skip it either way. */
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+		if (X509_cmp(x, leaf) == 0)
+			continue;
+		if (++k == index)
+			return x;
+	}
+	return NULL;
+}
+
+int tz_peer_chain_len(tz_conn *c)
+{
+	int n = 0;
+	while (tz_peer_cert(c, n) != NULL)
+		n++;
+	return n;
+}
+
+int tz_peer_cert_der(tz_conn *c, int index, unsigned char *buf, int cap)
+{
+	X509 *x = tz_peer_cert(c, index);
+	int n;
+	if (x == NULL)
+		return 0;
+	n = i2d_X509(x, NULL);
+	if (buf != NULL && n > 0 && n <= cap) {
+		unsigned char *p = buf;
+		n = i2d_X509(x, &p);
+	}
+	return n < 0 ? 0 : n;
+}
+
+int tz_session_der(tz_conn *c, unsigned char *buf, int cap)
+{
+	SSL_SESSION *s = SSL_get_session(c->ssl);
+	int n;
+	if (s == NULL || !SSL_SESSION_is_resumable(s))
+		return 0;
+	n = i2d_SSL_SESSION(s, NULL);
+	if (buf != NULL && n > 0 && n <= cap) {
+		unsigned char *p = buf;
+		n = i2d_SSL_SESSION(s, &p);
+	}
+	return n < 0 ? 0 : n;
+}
+
+int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err)
+{
+	const unsigned char *p = der;
+	SSL_SESSION *s;
+	int ok;
+
+	memset(err, 0, sizeof *err);
+	ERR_clear_error();
+	s = d2i_SSL_SESSION(NULL, &p, len);
+	ok = s != NULL && SSL_set_session(c->ssl, s);
+	if (!ok)
+		tz_capture(err, "setting the session", 0);
+	SSL_SESSION_free(s);
+	return ok;
+}
+
+const char *tz_alert_text(int desc)
+{
+	/* SSL_alert_desc_string_long takes the whole alert value; the level byte is ignored. */
+	return SSL_alert_desc_string_long(desc);
+}

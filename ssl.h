@@ -1,0 +1,128 @@
+/*
+ * ssl.h: the C shim between Go and OpenSSL 3.
+ *
+ * Every symbol carries the tz_ prefix; the Go side sees only opaque handles (tz_ctx, tz_conn)
+ * and plain result fields. Each entry point does a whole step in one call and captures
+ * OpenSSL's error queue into a tz_err before it returns, so that no second cgo crossing (on a
+ * possibly different OS thread) is needed to learn why something failed. C never keeps a
+ * pointer to Go memory past the call it was passed to.
+ */
+#ifndef TLSZMQ_SSL_H
+#define TLSZMQ_SSL_H
+
+#include <openssl/opensslv.h>
+#if !defined(OPENSSL_VERSION_MAJOR) || OPENSSL_VERSION_MAJOR < 3
+#error "tlszmq needs OpenSSL 3.0 or newer (Debian: libssl-dev from bookworm or later)"
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TZ_ERR_TEXT 2048
+
+/* What went wrong, filled by the failing call itself. */
+typedef struct tz_err {
+	int ssl_error;            /* SSL_get_error() outcome, 0 when not from an SSL call */
+	int reason;               /* ERR_GET_REASON() of the first queued error, 0 if none */
+	int lib;                  /* ERR_GET_LIB() of the first queued error */
+	int sys_errno;            /* errno for SSL_ERROR_SYSCALL */
+	long verify_result;       /* X509_V_OK or the certificate verification failure */
+	const char *verify_text;  /* X509_verify_cert_error_string(verify_result), static */
+	char where[128];          /* the step that failed, e.g. "loading the certificate file" */
+	char text[TZ_ERR_TEXT];   /* OpenSSL's reasons, oldest first, one a line */
+} tz_err;
+
+/* Everything a context is made of, in one call. Strings may be NULL; PEM blocks have lengths. */
+typedef struct tz_ctx_cfg {
+	int server;               /* 1: TLS_server_method, 0: TLS_client_method */
+	int min_version;          /* TLS1_2_VERSION, TLS1_3_VERSION, 0 for OpenSSL's default */
+	int max_version;
+	int verify;               /* client: 0 none, 1 verify the server; server: 0 none,
+	                             1 request a certificate, 2 require one */
+	int security_level;       /* -1 keeps OpenSSL's configured level */
+	int no_tickets;           /* 1 disables session tickets */
+	const char *cipher_list;  /* TLS 1.2 and below, OpenSSL cipher-list syntax */
+	const char *ciphersuites; /* TLS 1.3 */
+	const char *groups;       /* key exchange groups, e.g. "X25519:P-256" */
+	const char *cert_file;    /* PEM, leaf first then its chain */
+	const char *key_file;
+	const char *ca_file;
+	const char *ca_dir;
+	const unsigned char *cert_pem; size_t cert_pem_len;
+	const unsigned char *key_pem;  size_t key_pem_len;
+	const unsigned char *ca_pem;   size_t ca_pem_len;
+	int fips;                 /* 1: a library context of its own with the fips provider */
+	const char *fips_config;  /* OpenSSL configuration file that sets the fips provider up */
+	const char *fips_modules; /* directory holding fips.so, NULL for OpenSSL's default */
+} tz_ctx_cfg;
+
+typedef struct tz_ctx tz_ctx;
+
+/* Pump flags in (tz_pump's flags argument). */
+#define TZ_IN_EOF    0x01  /* the transport has ended: no more bytes will come */
+#define TZ_SHUTDOWN  0x02  /* send close_notify */
+
+/* Pump state out (tz_conn.state). */
+#define TZ_HANDSHAKE_DONE 0x01
+#define TZ_PEER_CLOSED    0x02  /* close_notify received */
+#define TZ_SENT_CLOSE     0x04  /* close_notify sent */
+#define TZ_FATAL          0x08  /* a fatal error happened; err holds it (sticky) */
+#define TZ_PLAIN_MORE     0x10  /* the plaintext buffer was filled: call again with more room */
+#define TZ_OUT_MORE       0x20  /* the output buffer was filled: call again with more room */
+#define TZ_RESUMED        0x40  /* the handshake resumed a session */
+
+/* One TLS endpoint: an SSL object and its two memory BIOs. The Go side reads the result fields
+ * after each tz_pump; they live in C memory. */
+typedef struct tz_conn {
+	void *ssl;                /* SSL *, owns rbio and wbio */
+	void *rbio;               /* network bytes in (BIO_write), read by SSL */
+	void *wbio;               /* network bytes out, written by SSL */
+	int state;                /* TZ_* flags above */
+	int verify_peer;          /* 1 when the peer's certificate is verified */
+	int version;              /* SSL_version() once the handshake is done */
+	const char *cipher;       /* negotiated cipher name, static in OpenSSL */
+	const char *version_name; /* "TLSv1.3", static in OpenSSL */
+	int alert_sent;           /* last alert description sent, -1 if none */
+	int alert_sent_fatal;
+	int alert_recv;           /* last alert description received, -1 if none */
+	int alert_recv_fatal;
+	/* results of the last pump */
+	size_t app_written;       /* bytes of application data SSL_write took */
+	size_t out_len;           /* bytes drained from the write BIO into out */
+	size_t plain_len;         /* plaintext bytes SSL_read put into plain */
+	long verify_result;       /* SSL_get_verify_result() once known */
+	const char *verify_text;
+	tz_err err;               /* the first fatal error (sticky) */
+} tz_conn;
+
+/* Contexts. */
+tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err);
+void tz_ctx_free(tz_ctx *ctx);
+int tz_ctx_fips(const tz_ctx *ctx);  /* 1 when the context runs with fips=yes on the fips provider */
+int tz_default_fips(void);           /* 1 when the process's default library context is in FIPS mode */
+
+/* Connections. server_name may be NULL: no SNI and no host name check. */
+tz_conn *tz_conn_new(tz_ctx *ctx, const char *server_name, int verify_name, tz_err *err);
+void tz_conn_free(tz_conn *c);
+
+/* The pump: feed in_len network bytes, SSL_write app_len bytes of application data (once the
+ * handshake is done), run the handshake and the SSL_read loop into plain, and drain the write
+ * BIO into out. One call, whatever happened; results land in c's fields. Returns c->state. */
+int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,
+            size_t app_len, unsigned char *out, size_t out_cap, unsigned char *plain,
+            size_t plain_cap, int flags);
+
+/* Peer certificates: count, then each one's DER (returns its length; call with buf NULL to
+ * learn it). index 0 is the peer's own certificate. */
+int tz_peer_chain_len(tz_conn *c);
+int tz_peer_cert_der(tz_conn *c, int index, unsigned char *buf, int cap);
+
+/* Sessions for resumption: DER of the current session (length, or 0 if none; buf NULL asks
+ * the length) and setting one before the handshake (1 on success, 0 with err filled). */
+int tz_session_der(tz_conn *c, unsigned char *buf, int cap);
+int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err);
+
+/* The long text of an alert description, e.g. "unknown CA". */
+const char *tz_alert_text(int desc);
+
+#endif

@@ -1,0 +1,82 @@
+//go:build ignore
+
+// gen makes the test certificates in this folder. Run it from the module root:
+//
+//	go run ./testdata/certs/gen.go
+//
+// Modern keys and certificates are made through OpenSSL with go-openssl (internal/certgen);
+// the 2012-style legacy certificate (1024-bit RSA, SHA-1, which go-openssl refuses to sign) is
+// made with the openssl command, as the seed article made it. Everything valid is valid for 60
+// years from the day it is made.
+package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/tlszmq/tlszmq/internal/certgen"
+)
+
+var hosts = []string{"localhost", "127.0.0.1", "::1"}
+
+func main() {
+	dir := filepath.Join("testdata", "certs")
+	if _, err := os.Stat(filepath.Join(dir, "gen.go")); err != nil {
+		log.Fatal("run from the module root: go run ./testdata/certs/gen.go")
+	}
+	must := func(p *certgen.Pair, err error) *certgen.Pair {
+		if err != nil {
+			log.Fatal(err)
+		}
+		return p
+	}
+	write := func(p *certgen.Pair, name string, chain ...*certgen.Pair) {
+		if err := p.Write(dir, name, chain...); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("wrote", filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
+	}
+
+	ca := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq test CA", IsCA: true}))
+	write(ca, "ca")
+	other := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other CA", IsCA: true}))
+	write(other, "other-ca")
+
+	for _, k := range []struct {
+		suffix string
+		key    certgen.KeyType
+	}{{"", certgen.RSA2048}, {"-ec", certgen.ECDSAP256}} {
+		write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Key: k.key, Server: true, Issuer: ca})), "server"+k.suffix)
+		write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq client" + k.suffix, Key: k.key, Client: true, Issuer: ca})), "client"+k.suffix)
+	}
+	// A server certificate with its chain in the same file: leaf, then an intermediate CA.
+	inter := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq intermediate CA", IsCA: true, Issuer: ca}))
+	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true, Issuer: inter})), "server-chain", inter)
+
+	// For the error tests.
+	year := certgen.Years(1)
+	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true, Issuer: ca,
+		NotBefore: -2 * year, NotAfter: -year})), "expired")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq expired client", Client: true, Issuer: ca,
+		NotBefore: -2 * year, NotAfter: -year})), "expired-client")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "wrong.example", Hosts: []string{"wrong.example"}, Server: true, Issuer: ca})), "wronghost")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true})), "selfsigned")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other client", Client: true, Issuer: other})), "other-client")
+
+	// The C++ original's kind of certificate: self-signed, 1024-bit RSA, SHA-1.
+	legacy := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:1024", "-sha1", "-nodes",
+		"-days", fmt.Sprint(int(certgen.Years(60)/(24*time.Hour))), "-subj", "/O=tlszmq/CN=localhost",
+		"-keyout", filepath.Join(dir, "legacy.key"), "-out", filepath.Join(dir, "legacy.crt"))
+	legacy.Stderr = os.Stderr
+	if err := legacy.Run(); err != nil {
+		log.Fatalf("openssl req (legacy certificate): %v", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "legacy.key"), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("wrote", filepath.Join(dir, "legacy.crt"), filepath.Join(dir, "legacy.key"))
+}

@@ -1,0 +1,436 @@
+package tlszmq
+
+/*
+#include <stdlib.h>
+#include "ssl.h"
+*/
+import "C"
+
+import (
+	"crypto/x509"
+	"fmt"
+	"io"
+	"runtime"
+	"unsafe"
+
+	"github.com/tlszmq/tlszmq/bio"
+)
+
+// Engine is one TLS endpoint that owns no socket: the Go port of the C++ TLSZmq class. Bytes
+// from the network go in with PutData, bytes for the network come out of GetData, the
+// application's data goes in with Write and comes out of Read. OpenSSL does all of the TLS work
+// over a pair of memory BIOs; each call that moves bytes runs the pump (Update) once, which is
+// one cgo call: BIO_write of the network bytes, SSL_write of the application's data, the
+// SSL_read loop and the drain of the write BIO.
+//
+// After a frame has been put in, everything SSL_read yields is returned by the next Read as one
+// message, as the C++ peers deliver it.
+//
+// The first fatal error is sticky: every later call returns it, but GetData still hands out
+// what OpenSSL queued, such as the alert that tells the peer why.
+//
+// An Engine is not safe for concurrent use. Close frees its C objects; a finalizer does it for an
+// Engine that is dropped without Close.
+type Engine struct {
+	ctx     *ctxHandle
+	c       *C.tz_conn
+	cleanup runtime.Cleanup
+	role    Role
+	debug   io.Writer
+
+	out   bio.Buffer // ciphertext for ZeroMQ, drained from the write BIO
+	plain bio.Buffer // plaintext for the application, from SSL_read
+	app   bio.Buffer // application data waiting for the handshake to finish
+
+	state     C.int
+	pumps     int // tz_pump calls, for the tests that count crossings
+	err       error
+	closed    bool
+	peerCerts []*x509.Certificate
+}
+
+// Room the pump offers for output beyond what the input can produce: a handshake flight, the
+// session tickets, alerts. The pump asks for more when it is not enough.
+const (
+	flightRoom = 16 << 10
+	recordRoom = 64 // the most a TLS record adds to its payload (header, tag, padding)
+	maxRecord  = 16 << 10
+)
+
+// NewClientEngine makes a client engine from a client Context (the C++ TLSZmq client
+// constructor). It sends its ClientHello on the first Update, Write or PutData.
+func NewClientEngine(ctx *Context) (*Engine, error) {
+	return newEngine(ctx, RoleClient, ctx.cfg.ServerName)
+}
+
+// NewClientEngineFor is NewClientEngine with a server name of its own for this engine, for
+// SNI and the host name check, in place of Config.ServerName.
+func NewClientEngineFor(ctx *Context, serverName string) (*Engine, error) {
+	return newEngine(ctx, RoleClient, serverName)
+}
+
+// NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
+// constructor). It waits for a ClientHello.
+func NewServerEngine(ctx *Context) (*Engine, error) {
+	return newEngine(ctx, RoleServer, "")
+}
+
+func newEngine(ctx *Context, role Role, serverName string) (*Engine, error) {
+	if ctx.role != role {
+		return nil, fmt.Errorf("%w: a %v engine needs a %v Context, not a %v one", ErrInvalidConfig, role, role, ctx.role)
+	}
+	if ctx.closed.Load() {
+		return nil, ErrClosed
+	}
+	cctx, err := ctx.h.acquire()
+	if err != nil {
+		return nil, err
+	}
+	var name *C.char
+	if serverName != "" {
+		name = C.CString(serverName)
+		defer C.free(unsafe.Pointer(name))
+	}
+	verifyName := C.int(0)
+	if !ctx.cfg.InsecureSkipVerify {
+		verifyName = 1
+	}
+	var cerr C.tz_err
+	c := C.tz_conn_new(cctx, name, verifyName, &cerr)
+	if c == nil {
+		ctx.h.release()
+		return nil, newError(&cerr)
+	}
+	e := &Engine{ctx: ctx.h, c: c, role: role, debug: ctx.cfg.Debug}
+	e.cleanup = runtime.AddCleanup(e, freeConn, connHandle{c, ctx.h})
+	return e, nil
+}
+
+// connHandle is what the safety finalizer needs to free an Engine's C objects.
+type connHandle struct {
+	c   *C.tz_conn
+	ctx *ctxHandle
+}
+
+func freeConn(h connHandle) {
+	C.tz_conn_free(h.c)
+	h.ctx.release()
+}
+
+// Role returns whether the engine is a client or a server.
+func (e *Engine) Role() Role { return e.role }
+
+// Write queues p as application data (the C++ write) and runs the pump: once the handshake is
+// done, p is encrypted at once and its records wait in GetData; before that it is kept and
+// sent when the handshake finishes. A 16 MiB p goes through OpenSSL in one call. Write starts
+// the handshake of a client engine. It returns the sticky error, if any.
+func (e *Engine) Write(p []byte) (int, error) {
+	if err := e.usable(); err != nil {
+		return 0, err
+	}
+	if e.state&C.TZ_SENT_CLOSE != 0 {
+		return 0, fmt.Errorf("tlszmq: write after Shutdown: %w", ErrClosed)
+	}
+	if e.app.Len() == 0 && e.state&C.TZ_HANDSHAKE_DONE != 0 {
+		// The common case: encrypt straight from p, no copy.
+		n := e.pump(nil, p, 0)
+		if n < len(p) && e.err == nil {
+			e.app.Write(p[n:])
+		}
+	} else {
+		e.app.Write(p)
+		e.pumpQueued(nil, 0)
+	}
+	if e.err != nil {
+		return 0, e.err
+	}
+	return len(p), nil
+}
+
+// PutData takes bytes that arrived from the network, usually one ZeroMQ frame (the C++
+// put_data), and runs the pump. Records may be split across frames in any way. It returns the
+// sticky error, if any; GetData may still hold an alert for the peer.
+func (e *Engine) PutData(p []byte) error {
+	if err := e.usable(); err != nil {
+		return err
+	}
+	e.pumpQueued(p, 0)
+	return e.err
+}
+
+// PutEOF tells the engine that the transport has ended: no more bytes will come. If the peer
+// had not sent close_notify, the stream was truncated, and ErrTruncated becomes the sticky
+// error; after a close_notify it is a clean end.
+func (e *Engine) PutEOF() error {
+	if err := e.usable(); err != nil {
+		return err
+	}
+	e.pumpQueued(nil, C.TZ_IN_EOF)
+	if e.err == nil && e.state&C.TZ_PEER_CLOSED == 0 {
+		e.err = &Error{Op: "reading", kind: ErrTruncated}
+	}
+	return e.err
+}
+
+// Update runs the pump once without new input (the C++ update): it retries application data
+// held back by the handshake and collects whatever OpenSSL has to send.
+func (e *Engine) Update() error {
+	if err := e.usable(); err != nil {
+		return err
+	}
+	e.pumpQueued(nil, 0)
+	return e.err
+}
+
+// Read returns the application data that arrived since the last Read, as one message (the C++
+// read), or nil when there is none yet. Once the data is drained, it returns io.EOF after the
+// peer's close_notify, or the sticky error.
+func (e *Engine) Read() ([]byte, error) {
+	if e.plain.Len() == 0 {
+		return e.AppendRead(nil)
+	}
+	return e.AppendRead(make([]byte, 0, e.plain.Len()))
+}
+
+// AppendRead is Read appending to dst, so that a caller can reuse one buffer.
+func (e *Engine) AppendRead(dst []byte) ([]byte, error) {
+	if e.plain.Len() > 0 {
+		return e.plain.Take(dst), nil
+	}
+	switch {
+	case e.closed:
+		return dst, ErrClosed
+	case e.err != nil:
+		return dst, e.err
+	case e.state&C.TZ_PEER_CLOSED != 0:
+		return dst, io.EOF
+	}
+	return dst, nil
+}
+
+// GetData returns the bytes that should leave as one ZeroMQ message (the C++ get_data), or nil
+// when there are none. After a fatal error it still returns what OpenSSL queued, such as the
+// alert.
+func (e *Engine) GetData() []byte {
+	if e.out.Len() == 0 {
+		return nil
+	}
+	return e.AppendData(make([]byte, 0, e.out.Len()))
+}
+
+// AppendData is GetData appending to dst, so that a caller can reuse one buffer.
+func (e *Engine) AppendData(dst []byte) []byte { return e.out.Take(dst) }
+
+// CanRecv reports whether Read has application data (the C++ can_recv).
+func (e *Engine) CanRecv() bool { return e.plain.Len() > 0 }
+
+// NeedsWrite reports whether GetData has bytes for the network (the C++ needs_write).
+func (e *Engine) NeedsWrite() bool { return e.out.Len() > 0 }
+
+// Shutdown queues close_notify (the C++ shutdown); GetData returns it. Writes fail after it.
+// Before the handshake has finished there is no session to close and nothing is sent.
+func (e *Engine) Shutdown() error {
+	if err := e.usable(); err != nil {
+		return err
+	}
+	e.pump(nil, nil, C.TZ_SHUTDOWN)
+	return e.err
+}
+
+// Err returns the sticky error, or nil.
+func (e *Engine) Err() error { return e.err }
+
+// HandshakeComplete reports whether the handshake has finished.
+func (e *Engine) HandshakeComplete() bool { return e.state&C.TZ_HANDSHAKE_DONE != 0 }
+
+// PeerClosed reports whether the peer has sent close_notify.
+func (e *Engine) PeerClosed() bool { return e.state&C.TZ_PEER_CLOSED != 0 }
+
+// ConnectionState describes an established session.
+type ConnectionState struct {
+	HandshakeComplete bool
+	Version           uint16 // VersionTLS12 or VersionTLS13
+	VersionName       string // OpenSSL's name, e.g. "TLSv1.3"
+	CipherSuite       string // OpenSSL's name, e.g. "TLS_AES_256_GCM_SHA384"
+	DidResume         bool   // the handshake resumed an earlier session
+	// PeerCertificates is the chain the peer sent, its own certificate first; empty when the
+	// peer sent none.
+	PeerCertificates []*x509.Certificate
+	// Verified is true when the peer's chain was verified (the Context asks for verification
+	// and OpenSSL's result is X509_V_OK); VerifyResult and VerifyText hold OpenSSL's result.
+	Verified     bool
+	VerifyResult int
+	VerifyText   string
+	PeerClosed   bool
+}
+
+// ConnectionState returns the negotiated version and cipher, the peer's certificates and their
+// verification result. Before the handshake has finished only HandshakeComplete is set.
+func (e *Engine) ConnectionState() ConnectionState {
+	st := ConnectionState{HandshakeComplete: e.HandshakeComplete(), PeerClosed: e.PeerClosed()}
+	if !st.HandshakeComplete || e.closed {
+		return st
+	}
+	c := e.c
+	st.Version = uint16(c.version)
+	st.VersionName = C.GoString(c.version_name)
+	st.CipherSuite = C.GoString(c.cipher)
+	st.DidResume = e.state&C.TZ_RESUMED != 0
+	st.VerifyResult = int(c.verify_result)
+	st.VerifyText = C.GoString(c.verify_text)
+	st.PeerCertificates = e.peerChain()
+	st.Verified = st.VerifyResult == 0 && len(st.PeerCertificates) > 0 && e.verifies()
+	return st
+}
+
+// verifies reports whether this engine verifies the peer.
+func (e *Engine) verifies() bool { return e.c.verify_peer != 0 }
+
+// peerChain reads the peer's certificates out of OpenSSL once and keeps them.
+func (e *Engine) peerChain() []*x509.Certificate {
+	if e.peerCerts != nil {
+		return e.peerCerts
+	}
+	n := int(C.tz_peer_chain_len(e.c))
+	certs := make([]*x509.Certificate, 0, n)
+	for i := range n {
+		size := C.tz_peer_cert_der(e.c, C.int(i), nil, 0)
+		der := make([]byte, int(size))
+		if size == 0 || C.tz_peer_cert_der(e.c, C.int(i), (*C.uchar)(unsafe.Pointer(&der[0])), size) != size {
+			continue
+		}
+		if cert, err := x509.ParseCertificate(der); err == nil {
+			certs = append(certs, cert)
+		}
+	}
+	runtime.KeepAlive(e)
+	e.peerCerts = certs
+	return certs
+}
+
+// Session returns the current session in OpenSSL's DER form, for resuming it from another
+// client engine with SetSession. With TLS 1.3 the session arrives in a ticket after the
+// handshake, with the server's first reply.
+func (e *Engine) Session() ([]byte, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if !e.HandshakeComplete() {
+		return nil, ErrHandshakeIncomplete
+	}
+	n := C.tz_session_der(e.c, nil, 0)
+	if n == 0 {
+		return nil, fmt.Errorf("tlszmq: no resumable session (tickets disabled, or none received yet)")
+	}
+	der := make([]byte, int(n))
+	C.tz_session_der(e.c, (*C.uchar)(unsafe.Pointer(&der[0])), n)
+	runtime.KeepAlive(e)
+	return der, nil
+}
+
+// SetSession offers a session from Session for resumption. Call it on a client engine before
+// its handshake starts.
+func (e *Engine) SetSession(der []byte) error {
+	if err := e.usable(); err != nil {
+		return err
+	}
+	if len(der) == 0 {
+		return fmt.Errorf("%w: empty session", ErrInvalidConfig)
+	}
+	var cerr C.tz_err
+	ok := C.tz_session_set(e.c, (*C.uchar)(unsafe.Pointer(&der[0])), C.int(len(der)), &cerr)
+	runtime.KeepAlive(e)
+	if ok == 0 {
+		return newError(&cerr)
+	}
+	return nil
+}
+
+// Close frees the engine's C objects. It sends nothing: call Shutdown and send GetData first for
+// a clean close. Close is idempotent and safe after errors.
+func (e *Engine) Close() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	e.cleanup.Stop()
+	freeConn(connHandle{e.c, e.ctx})
+	e.c = nil
+	e.out.Release()
+	e.plain.Release()
+	e.app.Release()
+	return nil
+}
+
+func (e *Engine) usable() error {
+	if e.closed {
+		return ErrClosed
+	}
+	return e.err
+}
+
+// pumpQueued runs the pump with the application data that waits in e.app.
+func (e *Engine) pumpQueued(in []byte, flags C.int) {
+	e.app.Discard(e.pump(in, e.app.Bytes(), flags))
+	if e.err != nil {
+		e.app.Release()
+	}
+}
+
+// pump runs tz_pump once, and again only while OpenSSL has more than the room offered, which
+// the sizes below make rare. It returns how many bytes of app OpenSSL took.
+func (e *Engine) pump(in, app []byte, flags C.int) int {
+	outRoom := flightRoom + len(app) + (len(app)/maxRecord+1)*recordRoom
+	plainRoom := len(in) + maxRecord + recordRoom
+	written := 0
+	for {
+		out := e.out.Spare(outRoom)
+		plain := e.plain.Spare(plainRoom)
+		e.pumps++
+		e.state = C.tz_pump(e.c, bytesPtr(in), C.size_t(len(in)), bytesPtr(app), C.size_t(len(app)),
+			bytesPtr(out), C.size_t(len(out)), bytesPtr(plain), C.size_t(len(plain)), flags)
+		c := e.c
+		aw, ol, pl := int(c.app_written), int(c.out_len), int(c.plain_len)
+		e.out.Commit(ol)
+		e.plain.Commit(pl)
+		if e.debug != nil {
+			e.trace(len(in), len(app), aw, ol)
+		}
+		written += aw
+		app = app[aw:]
+		in, flags = nil, flags&C.TZ_IN_EOF
+		if e.state&(C.TZ_PLAIN_MORE|C.TZ_OUT_MORE) == 0 {
+			break
+		}
+		outRoom, plainRoom = 2*len(out), 2*len(plain)
+	}
+	if e.state&C.TZ_FATAL != 0 && e.err == nil {
+		e.err = connError(e.c)
+	}
+	runtime.KeepAlive(e)
+	return written
+}
+
+// trace writes the seed's DEBUG lines for one pump.
+func (e *Engine) trace(in, app, appWritten, out int) {
+	if in > 0 {
+		fmt.Fprintf(e.debug, "DEBUG: %d written to BIO\n", in)
+	}
+	if app > 0 {
+		if appWritten == 0 {
+			appWritten = -1
+		}
+		fmt.Fprintf(e.debug, "DEBUG: %d written to SSL\n", appWritten)
+	}
+	if out > 0 {
+		fmt.Fprintf(e.debug, "DEBUG: %d read from BIO\n", out)
+	}
+}
+
+// bytesPtr returns the address of b's first byte for C, nil for an empty b.
+func bytesPtr(b []byte) *C.uchar {
+	if len(b) == 0 {
+		return nil
+	}
+	return (*C.uchar)(unsafe.Pointer(unsafe.SliceData(b)))
+}
