@@ -143,9 +143,33 @@ func connError(c *C.tz_conn) *Error {
 	e := newError(&c.err)
 	switch {
 	case c.alert_recv >= 0 && c.alert_recv_fatal != 0:
-		e.Alert = &AlertError{Code: uint8(c.alert_recv), Text: C.GoString(C.tz_alert_text(c.alert_recv))}
+		e.Alert = &AlertError{Code: uint8(c.alert_recv), Text: AlertText(uint8(c.alert_recv))}
 	case c.alert_sent >= 0 && c.alert_sent_fatal != 0:
-		e.Alert = &AlertError{Code: uint8(c.alert_sent), Text: C.GoString(C.tz_alert_text(c.alert_sent)), Sent: true}
+		e.Alert = &AlertError{Code: uint8(c.alert_sent), Text: AlertText(uint8(c.alert_sent)), Sent: true}
 	}
 	return e
+}
+
+// alertTexts holds OpenSSL's long alert texts, completed with the TLS 1.3 alerts that OpenSSL
+// 3.0's SSL_alert_desc_string_long calls "unknown" (RFC 8446, section 6).
+var alertTexts = map[uint8]string{
+	0: "close notify", 10: "unexpected_message", 20: "bad record mac", 21: "decryption failed",
+	22: "record overflow", 30: "decompression failure", 40: "handshake failure",
+	41: "no certificate", 42: "bad certificate", 43: "unsupported certificate",
+	44: "certificate revoked", 45: "certificate expired", 46: "certificate unknown",
+	47: "illegal parameter", 48: "unknown CA", 49: "access denied", 50: "decode error",
+	51: "decrypt error", 60: "export restriction", 70: "protocol version",
+	71: "insufficient security", 80: "internal error", 86: "inappropriate fallback",
+	90: "user canceled", 100: "no renegotiation", 109: "missing extension",
+	110: "unsupported extension", 111: "certificate unobtainable", 112: "unrecognized name",
+	113: "bad certificate status response", 114: "bad certificate hash value",
+	115: "unknown PSK identity", 116: "certificate required", 120: "no application protocol",
+}
+
+// AlertText returns the text of a TLS alert description, e.g. "unknown CA" for 48.
+func AlertText(code uint8) string {
+	if s, ok := alertTexts[code]; ok {
+		return s
+	}
+	return fmt.Sprintf("alert %d", code)
 }

@@ -3,6 +3,7 @@ package tlszmq
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -127,3 +128,5 @@ func sizeName(n int) string {
 	}
 	return fmt.Sprintf("%dB", n)
 }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

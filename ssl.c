@@ -640,9 +640,3 @@ int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err)
 	SSL_SESSION_free(s);
 	return ok;
 }
-
-const char *tz_alert_text(int desc)
-{
-	/* SSL_alert_desc_string_long takes the whole alert value; the level byte is ignored. */
-	return SSL_alert_desc_string_long(desc);
-}

@@ -122,7 +122,4 @@ int tz_peer_cert_der(tz_conn *c, int index, unsigned char *buf, int cap);
 int tz_session_der(tz_conn *c, unsigned char *buf, int cap);
 int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err);
 
-/* The long text of an alert description, e.g. "unknown CA". */
-const char *tz_alert_text(int desc);
-
 #endif
