@@ -47,9 +47,9 @@ activate = 1
 module-mac = 00:11
 `), 0o644)
 	cases := map[string]*Config{
-		"no module, default configuration": {FIPS: true, FIPSModuleDir: empty},
+		"no module, default configuration":      {FIPS: true, FIPSModuleDir: empty},
 		"configuration naming a missing module": {FIPS: true, FIPSModuleDir: empty, FIPSConfigFile: missing},
-		"missing configuration file": {FIPS: true, FIPSModuleDir: empty, FIPSConfigFile: filepath.Join(empty, "nope.cnf")},
+		"missing configuration file":            {FIPS: true, FIPSModuleDir: empty, FIPSConfigFile: filepath.Join(empty, "nope.cnf")},
 	}
 	for name, cfg := range cases {
 		t.Run(name, func(t *testing.T) {
