@@ -526,11 +526,17 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 		else
 			tz_retryable(c, 0, "writing application data");
 	}
-	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE | TZ_PEER_CLOSED)) == TZ_HANDSHAKE_DONE) {
+	/* SSL_read only when there is something to read: bytes that came in with this pump or
+	 * before it and are still waiting in the read BIO or in OpenSSL. A failing SSL_read is not
+	 * free, and on the send path there is never anything to read. */
+	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE | TZ_PEER_CLOSED)) == TZ_HANDSHAKE_DONE &&
+	    (SSL_has_pending(ssl) || BIO_ctrl_pending(rbio) > 0 || (flags & TZ_IN_EOF))) {
 		while (c->plain_len < plain_cap) {
 			size_t got = 0;
 			if (SSL_read_ex(ssl, plain + c->plain_len, plain_cap - c->plain_len, &got)) {
 				c->plain_len += got;
+				if (!SSL_has_pending(ssl) && BIO_ctrl_pending(rbio) == 0 && !(flags & TZ_IN_EOF))
+					break;
 				continue;
 			}
 			int e = SSL_get_error(ssl, 0);

@@ -237,6 +237,15 @@ func (e *Engine) Shutdown() error {
 	return e.err
 }
 
+// ReleaseBuffers lets the engine's Go buffers go where they are empty, so that an idle session
+// holds no memory for the messages it carried; OpenSSL's own buffers are released when idle
+// (SSL_MODE_RELEASE_BUFFERS). Buffers grow again when needed.
+func (e *Engine) ReleaseBuffers() {
+	e.out.Trim()
+	e.plain.Trim()
+	e.app.Trim()
+}
+
 // Err returns the sticky error, or nil.
 func (e *Engine) Err() error { return e.err }
 

@@ -27,16 +27,19 @@ var ErrWouldBlock = errors.New("bio: would block: no data buffered yet")
 // ErrClosed is returned by [Buffer.Write] after [Buffer.CloseWrite].
 var ErrClosed = errors.New("bio: write after close")
 
-// shrinkAbove is the capacity above which an emptied Buffer lets its storage go, so that an
-// idle endpoint does not keep the memory of its largest message.
+// shrinkAbove is the capacity above which an emptied Buffer may let its storage go, so that an
+// endpoint does not keep the memory of one large message: it does when the bytes it held since
+// it was last emptied filled less than a quarter of that storage. A steady stream of large
+// messages keeps its storage and allocates nothing.
 const shrinkAbove = 64 << 10
 
 // Buffer is a FIFO byte queue with memory-BIO semantics. The zero value is an empty, open
 // Buffer ready to use.
 type Buffer struct {
-	buf []byte // unread bytes are buf[off:]
-	off int
-	eof bool
+	buf  []byte // unread bytes are buf[off:]
+	off  int
+	peak int // the most unread bytes since the Buffer was last emptied
+	eof  bool
 }
 
 // Len returns the number of unread bytes.
@@ -52,6 +55,7 @@ func (b *Buffer) Write(p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	b.buf = append(b.buf, p...)
+	b.peak = max(b.peak, b.Len())
 	return len(p), nil
 }
 
@@ -76,6 +80,7 @@ func (b *Buffer) Commit(n int) {
 		panic("bio: Commit beyond the room Spare returned")
 	}
 	b.buf = b.buf[:len(b.buf)+n]
+	b.peak = max(b.peak, b.Len())
 }
 
 // Read moves up to len(p) unread bytes into p. On an empty Buffer it returns ErrWouldBlock,
@@ -114,17 +119,25 @@ func (b *Buffer) CloseWrite() { b.eof = true }
 func (b *Buffer) Closed() bool { return b.eof }
 
 // Release empties the Buffer and lets its storage go. The end-of-stream mark stays.
-func (b *Buffer) Release() { b.buf, b.off = nil, 0 }
+func (b *Buffer) Release() { b.buf, b.off, b.peak = nil, 0, 0 }
 
-// compact resets an emptied Buffer, dropping large storage.
+// Trim lets the storage of an empty Buffer go if it is larger than a small message needs; an
+// idle endpoint calls it to keep its memory small. It does nothing to a Buffer with unread bytes.
+func (b *Buffer) Trim() {
+	if b.Len() == 0 && cap(b.buf) > shrinkAbove {
+		b.Release()
+	}
+}
+
+// compact resets an emptied Buffer, letting large storage go when it was mostly unused.
 func (b *Buffer) compact() {
 	if b.off < len(b.buf) {
 		return
 	}
-	if cap(b.buf) > shrinkAbove {
+	if cap(b.buf) > shrinkAbove && b.peak < cap(b.buf)/4 {
 		b.buf = nil
 	} else {
 		b.buf = b.buf[:0]
 	}
-	b.off = 0
+	b.off, b.peak = 0, 0
 }

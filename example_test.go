@@ -1,0 +1,104 @@
+package tlszmq_test
+
+import (
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/tlszmq/tlszmq"
+)
+
+// A client and a server engine talking in memory: what GetData returns would travel as ZeroMQ
+// messages, and PutData takes them at the other end.
+func ExampleEngine() {
+	server, err := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server.crt",
+		KeyFile:  "testdata/certs/server.key",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer server.Close()
+	client, err := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile:     "testdata/certs/ca.crt",
+		ServerName: "localhost",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+
+	c, _ := tlszmq.NewClientEngine(client)
+	defer c.Close()
+	s, _ := tlszmq.NewServerEngine(server)
+	defer s.Close()
+
+	// The client's first write starts the handshake; the data waits for it to finish.
+	c.Write([]byte("hello world!"))
+	for !s.CanRecv() {
+		if c.NeedsWrite() {
+			s.PutData(c.GetData()) // client → server, one ZeroMQ message
+		}
+		if s.NeedsWrite() {
+			c.PutData(s.GetData()) // server → client
+		}
+	}
+	msg, _ := s.Read()
+	fmt.Printf("Received: %s\n", msg)
+
+	s.Write([]byte("Got it!"))
+	c.PutData(s.GetData())
+	reply, _ := c.Read()
+	fmt.Printf("Received - [%s]\n", reply)
+	fmt.Println(c.ConnectionState().VersionName)
+	// Output:
+	// Received: hello world!
+	// Received - [Got it!]
+	// TLSv1.3
+}
+
+// A Context is made once per program and role; every failure quotes OpenSSL.
+func ExampleNewContext() {
+	_, err := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/legacy.crt", // the C++ original's 1024-bit certificate
+		KeyFile:  "testdata/certs/legacy.key",
+	})
+	fmt.Println(err)
+
+	ctx, err := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile:      "testdata/certs/legacy.crt",
+		KeyFile:       "testdata/certs/legacy.key",
+		SecurityLevel: 1, // lowered explicitly for the legacy certificate
+	})
+	fmt.Println(err)
+	ctx.Close()
+	// Output:
+	// tlszmq: loading the certificate file: SSL routines: ee key too small
+	// <nil>
+}
+
+// Errors carry the alert and the certificate verification result.
+func ExampleCertificateVerificationError() {
+	server, _ := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/wronghost.crt", KeyFile: "testdata/certs/wronghost.key"})
+	defer server.Close()
+	client, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile: "testdata/certs/ca.crt", ServerName: "localhost"})
+	defer client.Close()
+	c, _ := tlszmq.NewClientEngine(client)
+	defer c.Close()
+	s, _ := tlszmq.NewServerEngine(server)
+	defer s.Close()
+
+	c.Update()
+	for c.Err() == nil && !c.HandshakeComplete() {
+		s.PutData(c.GetData())
+		c.PutData(s.GetData())
+	}
+	var v *tlszmq.CertificateVerificationError
+	if errors.As(c.Err(), &v) {
+		fmt.Println(v.Code, v.Reason)
+	}
+	// Output:
+	// 62 hostname mismatch
+}
