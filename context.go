@@ -16,6 +16,12 @@ import (
 	"unsafe"
 )
 
+func init() {
+	if C.tz_init() != 1 {
+		panic("tlszmq: OpenSSL failed to initialise")
+	}
+}
+
 // Role says which side of the handshake a Context's engines play.
 type Role int
 

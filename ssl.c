@@ -16,6 +16,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/conf.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -25,9 +26,7 @@
 
 struct tz_ctx {
 	SSL_CTX *ssl_ctx;
-	OSSL_LIB_CTX *libctx;     /* NULL: the process's default library context */
-	OSSL_PROVIDER *fips;      /* held while the context lives (FIPS contexts only) */
-	OSSL_PROVIDER *base;
+	OSSL_LIB_CTX *libctx;     /* NULL: the default library context; else a shared FIPS one */
 	int server;
 	int fips_on;
 };
@@ -103,30 +102,66 @@ static void tz_fail_text(tz_err *e, const char *where, const char *text)
 
 /* ---- contexts --------------------------------------------------------------------------- */
 
-static int tz_fips_setup(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
+int tz_init(void)
 {
+	/* No atexit cleanup: in a Go process other threads may still be inside OpenSSL (a
+	 * finalizer freeing an SSL object, say) when exit runs, and OPENSSL_cleanup must not run
+	 * while other threads use OpenSSL. The operating system reclaims the memory. */
+	return OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_LOAD_SSL_STRINGS |
+	                        OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
+}
+
+/* FIPS library contexts are set up once per (configuration, module folder) and kept for the
+ * life of the process: the provider's self tests are costly, and OpenSSL 3.0 keeps per-thread
+ * state that points into a library context after it is freed (OPENSSL_thread_stop then reads
+ * freed memory). */
+typedef struct tz_fips_env {
+	struct tz_fips_env *next;
+	char *config, *modules;
+	OSSL_LIB_CTX *libctx;
+} tz_fips_env;
+
+static tz_fips_env *tz_fips_envs;
+static CRYPTO_RWLOCK *tz_fips_lock;
+static CRYPTO_ONCE tz_fips_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void tz_fips_lock_init(void)
+{
+	tz_fips_lock = CRYPTO_THREAD_lock_new();
+}
+
+static int tz_streq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Sets up a library context with the fips provider (and base, for key decoders) and fips=yes
+ * as its default property. On failure err says why and NULL is returned. */
+static OSSL_LIB_CTX *tz_fips_new(const tz_ctx_cfg *cfg, tz_err *err)
+{
+	OSSL_LIB_CTX *libctx = OSSL_LIB_CTX_new();
+	OSSL_PROVIDER *fips = NULL;
 	EVP_MD *md;
 	const char *prov;
 	char *conf = NULL;
 	int ok;
 
-	t->libctx = OSSL_LIB_CTX_new();
-	if (t->libctx == NULL) {
+	if (libctx == NULL) {
 		tz_fail_text(err, "creating the FIPS library context", "out of memory");
-		return 0;
+		return NULL;
 	}
 	if (cfg->fips_modules != NULL && *cfg->fips_modules &&
-	    !OSSL_PROVIDER_set_default_search_path(t->libctx, cfg->fips_modules)) {
+	    !OSSL_PROVIDER_set_default_search_path(libctx, cfg->fips_modules)) {
 		tz_fail_text(err, "setting the FIPS module directory", "rejected");
-		return 0;
+		goto fail;
 	}
 	/* The configuration carries the module's installation data (fipsmodule.cnf). Without one
 	 * named, the system's configuration file is used, as OpenSSL itself would. */
 	if (cfg->fips_config != NULL && *cfg->fips_config)
-		ok = OSSL_LIB_CTX_load_config(t->libctx, cfg->fips_config);
+		ok = OSSL_LIB_CTX_load_config(libctx, cfg->fips_config);
 	else {
 		conf = CONF_get1_default_config_file();
-		ok = conf == NULL || OSSL_LIB_CTX_load_config(t->libctx, conf);
+		ok = conf == NULL || OSSL_LIB_CTX_load_config(libctx, conf);
 	}
 	if (!ok) {
 		char where[128];
@@ -134,38 +169,69 @@ static int tz_fips_setup(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
 		         cfg->fips_config && *cfg->fips_config ? cfg->fips_config : (conf ? conf : ""));
 		OPENSSL_free(conf);
 		tz_fail_text(err, where, "the configuration could not be loaded");
-		return 0;
+		goto fail;
 	}
 	OPENSSL_free(conf);
 	ERR_clear_error();
 	/* A configuration that names a missing module still loads "successfully": check for the
 	 * provider explicitly, and that it passed its self tests. */
-	t->fips = OSSL_PROVIDER_load(t->libctx, "fips");
-	if (t->fips == NULL) {
+	fips = OSSL_PROVIDER_load(libctx, "fips");
+	if (fips == NULL) {
 		tz_fail_text(err, "loading the fips provider", "the fips provider is not available");
-		return 0;
+		goto fail;
 	}
-	if (!OSSL_PROVIDER_self_test(t->fips)) {
+	if (!OSSL_PROVIDER_self_test(fips)) {
 		tz_fail_text(err, "running the fips provider's self tests", "self tests failed");
-		return 0;
+		return NULL;  /* the provider ran: its library context cannot be freed safely */
 	}
-	t->base = OSSL_PROVIDER_load(t->libctx, "base");
-	if (t->base == NULL) {
+	if (OSSL_PROVIDER_load(libctx, "base") == NULL) {
 		tz_fail_text(err, "loading the base provider", "the base provider is not available");
-		return 0;
+		return NULL;
 	}
-	if (!EVP_default_properties_enable_fips(t->libctx, 1)) {
+	if (!EVP_default_properties_enable_fips(libctx, 1)) {
 		tz_fail_text(err, "setting fips=yes as the default property", "rejected");
-		return 0;
+		return NULL;
 	}
-	md = EVP_MD_fetch(t->libctx, "SHA2-256", NULL);
+	md = EVP_MD_fetch(libctx, "SHA2-256", NULL);
 	prov = md ? OSSL_PROVIDER_get0_name(EVP_MD_get0_provider(md)) : NULL;
 	ok = prov != NULL && strcmp(prov, "fips") == 0;
 	EVP_MD_free(md);
 	if (!ok) {
 		tz_fail_text(err, "checking the fips provider", "SHA2-256 is not served by the fips provider");
+		return NULL;
+	}
+	return libctx;  /* the providers stay loaded as long as the library context lives */
+fail:
+	OSSL_LIB_CTX_free(libctx);
+	return NULL;
+}
+
+static int tz_fips_setup(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
+{
+	tz_fips_env *env;
+
+	if (!CRYPTO_THREAD_run_once(&tz_fips_once, tz_fips_lock_init) || tz_fips_lock == NULL ||
+	    !CRYPTO_THREAD_write_lock(tz_fips_lock)) {
+		tz_fail_text(err, "locking the FIPS library contexts", "lock failed");
 		return 0;
 	}
+	for (env = tz_fips_envs; env != NULL; env = env->next)
+		if (tz_streq(env->config, cfg->fips_config) && tz_streq(env->modules, cfg->fips_modules))
+			break;
+	if (env == NULL) {
+		OSSL_LIB_CTX *libctx = tz_fips_new(cfg, err);
+		if (libctx != NULL && (env = calloc(1, sizeof *env)) != NULL) {
+			env->config = cfg->fips_config ? strdup(cfg->fips_config) : NULL;
+			env->modules = cfg->fips_modules ? strdup(cfg->fips_modules) : NULL;
+			env->libctx = libctx;
+			env->next = tz_fips_envs;
+			tz_fips_envs = env;
+		}
+	}
+	CRYPTO_THREAD_unlock(tz_fips_lock);
+	if (env == NULL)
+		return 0;
+	t->libctx = env->libctx;
 	t->fips_on = 1;
 	return 1;
 }
@@ -356,12 +422,7 @@ void tz_ctx_free(tz_ctx *t)
 {
 	if (t == NULL)
 		return;
-	SSL_CTX_free(t->ssl_ctx);
-	if (t->base != NULL)
-		OSSL_PROVIDER_unload(t->base);
-	if (t->fips != NULL)
-		OSSL_PROVIDER_unload(t->fips);
-	OSSL_LIB_CTX_free(t->libctx);
+	SSL_CTX_free(t->ssl_ctx);  /* the FIPS library context is shared and stays */
 	free(t);
 }
 

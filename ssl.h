@@ -95,6 +95,9 @@ typedef struct tz_conn {
 	tz_err err;               /* the first fatal error (sticky) */
 } tz_conn;
 
+/* Initialises OpenSSL once, without an atexit cleanup. 1 on success. */
+int tz_init(void);
+
 /* Contexts. */
 tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err);
 void tz_ctx_free(tz_ctx *ctx);

@@ -1,0 +1,90 @@
+# tlszmq. `make demo` runs the main job on the embedded defaults; `make test` runs every test.
+# Both install what they need (Debian packages through apt-get, the FIPS provider from
+# Debian's openssl source).
+
+SHELL     := /bin/bash
+GO        ?= go
+export PATH := $(PATH):/usr/local/go/bin
+
+# Debian packages the build and the tests need.
+APT_PKGS  := libzmq3-dev libssl-dev pkg-config gcc g++ make dpkg-dev perl
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# Where testdata/fips/build.sh keeps the FIPS provider it builds.
+FIPS_DIR  ?= $(HOME)/.cache/tlszmq-fips
+# How long `make fuzz` runs each target, and the bounded run inside `make test`. The minimize
+# time is bounded too: Go's fuzzer otherwise spends up to 60 s shrinking each new input, with
+# its exec counter standing still.
+FUZZTIME  ?= 5m
+FUZZTIME_TEST ?= 15s
+FUZZ_TARGETS := FuzzServerEngine FuzzClientEngine
+BENCHTIME ?= 1s
+
+FIPS_ENV  := TLSZMQ_FIPS_DIR=$(FIPS_DIR) TLSZMQ_REQUIRE_FIPS=1
+
+.PHONY: all deps build demo test test-unit test-race test-asan test-checkptr fuzz fuzz-short \
+        fips vet bench certs clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(APT_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "deps: installing" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "deps: Go 1.26 or newer is needed (go.dev/dl)" >&2; exit 1; }
+
+build: deps
+	$(GO) build ./...
+	$(GO) build -o bin/ ./cmd/...
+
+demo: build
+	bin/tlszmq demo
+
+fips: deps
+	testdata/fips/build.sh $(FIPS_DIR)
+
+vet:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+
+test: deps fips vet test-unit test-race test-asan test-checkptr fuzz-short
+
+test-unit:
+	$(FIPS_ENV) $(GO) test -count=1 ./...
+
+test-race:
+	$(FIPS_ENV) $(GO) test -count=1 -race ./...
+
+# AddressSanitizer over the cgo layer (the engine's tests; -short keeps the leak cycles small).
+test-asan:
+	$(FIPS_ENV) $(GO) test -count=1 -short -asan . ./bio/
+
+test-checkptr:
+	$(FIPS_ENV) $(GO) test -count=1 -short -gcflags=all=-d=checkptr . ./bio/
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "fuzz: $$t for $(FUZZTIME_TEST)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME_TEST) -fuzzminimizetime 3s . || exit 1; \
+	done
+
+fuzz: deps
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "fuzz: $$t for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s . || exit 1; \
+	done
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) .
+
+# Regenerate the test certificates and the fuzz seed corpora.
+certs:
+	$(GO) run ./testdata/certs/gen.go
+	$(GO) run ./testdata/fuzz/gen.go
+
+clean:
+	rm -rf bin

@@ -1,0 +1,59 @@
+// Command tlszmq is the project's tool for everything beside the drop-in commands:
+//
+//	tlszmq demo     a client and a server engine exchange "hello world!" over TLS, with the trace
+//	tlszmq keygen   makes a CA, a server and a client certificate through OpenSSL
+//
+// Run `tlszmq COMMAND -h` for a command's flags.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tlszmq/tlszmq/internal/cli"
+)
+
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"demo", "run a client and a server engine against each other and show the handshake", runDemo},
+	{"keygen", "make a CA and server and client certificates through OpenSSL", runKeygen},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return cli.Exit("tlszmq "+c.name, c.run(args[1:], stdout, stderr), stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "tlszmq: unknown command %q (tlszmq -h lists the commands)\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: tlszmq COMMAND [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+// newFlags makes the FlagSet of a command.
+func newFlags(name string) *flag.FlagSet {
+	return flag.NewFlagSet("tlszmq "+name, flag.ContinueOnError)
+}
