@@ -337,6 +337,19 @@ static void tz_info_cb(const SSL *ssl, int where, int ret)
 	}
 }
 
+static int tz_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char ours[] = "\x08" TZ_ALPN;
+	unsigned char *sel = NULL;
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;  /* not fatal: the peer speaks the raw C++ format */
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 #define TZ_CHECK(cond, where) do { if (!(cond)) { tz_capture(err, (where), 0); goto fail; } } while (0)
 
 tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
@@ -405,6 +418,7 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		SSL_CTX_set_verify(ctx, mode, NULL);
 		TZ_CHECK(SSL_CTX_set_session_id_context(ctx, tz_session_id_context, sizeof tz_session_id_context - 1),
 		         "setting the session id context");
+		SSL_CTX_set_alpn_select_cb(ctx, tz_alpn_select, NULL);
 	} else if (cfg->verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		if (cfg->ca_file == NULL && cfg->ca_dir == NULL && cfg->ca_pem == NULL)
@@ -438,7 +452,8 @@ int tz_default_fips(void)
 
 /* ---- connections ------------------------------------------------------------------------ */
 
-tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, tz_err *err)
+tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const char *alpn,
+                     tz_err *err)
 {
 	tz_conn *c;
 	SSL *ssl;
@@ -497,6 +512,19 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, tz_err
 				return NULL;
 			}
 		}
+		if (alpn != NULL && *alpn) {
+			unsigned char wire[256];
+			size_t n = strlen(alpn);
+			if (n > 255) n = 255;
+			wire[0] = (unsigned char)n;
+			memcpy(wire + 1, alpn, n);
+			/* SSL_set_alpn_protos returns 0 on success */
+			if (SSL_set_alpn_protos(ssl, wire, (unsigned int)n + 1) != 0) {
+				tz_capture(err, "setting the ALPN protocol", 0);
+				tz_conn_free(c);
+				return NULL;
+			}
+		}
 	}
 	return c;
 }
@@ -547,6 +575,15 @@ static void tz_handshake_done(tz_conn *c)
 	c->verify_text = X509_verify_cert_error_string(c->verify_result);
 	if (SSL_session_reused(ssl))
 		c->state |= TZ_RESUMED;
+	{
+		const unsigned char *p = NULL;
+		unsigned int n = 0;
+		SSL_get0_alpn_selected(ssl, &p, &n);
+		if (n >= sizeof c->alpn)
+			n = 0;
+		memcpy(c->alpn, p ? p : (const unsigned char *)"", n);
+		c->alpn[n] = '\0';
+	}
 }
 
 int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,

@@ -58,6 +58,10 @@ typedef struct tz_ctx_cfg {
 
 typedef struct tz_ctx tz_ctx;
 
+/* The one ALPN protocol a server selects when a client offers it: the framed tlszmq protocol
+ * (see message.go). A client that offers nothing, as the C++ peers do, gets no ALPN. */
+#define TZ_ALPN "tlszmq/1"
+
 /* Pump flags in (tz_pump's flags argument). */
 #define TZ_IN_EOF    0x01  /* the transport has ended: no more bytes will come */
 #define TZ_SHUTDOWN  0x02  /* send close_notify */
@@ -92,6 +96,7 @@ typedef struct tz_conn {
 	size_t plain_len;         /* plaintext bytes SSL_read put into plain */
 	long verify_result;       /* SSL_get_verify_result() once known */
 	const char *verify_text;
+	char alpn[32];            /* the negotiated ALPN protocol, "" for none */
 	tz_err err;               /* the first fatal error (sticky) */
 } tz_conn;
 
@@ -104,8 +109,10 @@ void tz_ctx_free(tz_ctx *ctx);
 int tz_ctx_fips(const tz_ctx *ctx);  /* 1 when the context runs with fips=yes on the fips provider */
 int tz_default_fips(void);           /* 1 when the process's default library context is in FIPS mode */
 
-/* Connections. server_name may be NULL: no SNI and no host name check. */
-tz_conn *tz_conn_new(tz_ctx *ctx, const char *server_name, int verify_name, tz_err *err);
+/* Connections. server_name may be NULL: no SNI and no host name check. alpn (client only)
+ * is the ALPN protocol to offer, NULL for none. */
+tz_conn *tz_conn_new(tz_ctx *ctx, const char *server_name, int verify_name, const char *alpn,
+                     tz_err *err);
 void tz_conn_free(tz_conn *c);
 
 /* The pump: feed in_len network bytes, SSL_write app_len bytes of application data (once the

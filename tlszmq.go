@@ -60,22 +60,23 @@ const (
 // NewClientEngine makes a client engine from a client Context (the C++ TLSZmq client
 // constructor). It sends its ClientHello on the first Update, Write or PutData.
 func NewClientEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleClient, ctx.cfg.ServerName)
+	return newEngine(ctx, RoleClient, ctx.cfg.ServerName, "")
 }
 
 // NewClientEngineFor is NewClientEngine with a server name of its own for this engine, for
 // SNI and the host name check, in place of Config.ServerName.
 func NewClientEngineFor(ctx *Context, serverName string) (*Engine, error) {
-	return newEngine(ctx, RoleClient, serverName)
+	return newEngine(ctx, RoleClient, serverName, "")
 }
 
 // NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
 // constructor). It waits for a ClientHello.
 func NewServerEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleServer, "")
+	return newEngine(ctx, RoleServer, "", "")
 }
 
-func newEngine(ctx *Context, role Role, serverName string) (*Engine, error) {
+// newEngine makes an engine; alpn is the ALPN protocol a client offers ("" for none).
+func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error) {
 	if ctx.role != role {
 		return nil, fmt.Errorf("%w: a %v engine needs a %v Context, not a %v one", ErrInvalidConfig, role, role, ctx.role)
 	}
@@ -95,8 +96,13 @@ func newEngine(ctx *Context, role Role, serverName string) (*Engine, error) {
 	if !ctx.cfg.InsecureSkipVerify {
 		verifyName = 1
 	}
+	var calpn *C.char
+	if alpn != "" {
+		calpn = C.CString(alpn)
+		defer C.free(unsafe.Pointer(calpn))
+	}
 	var cerr C.tz_err
-	c := C.tz_conn_new(cctx, name, verifyName, &cerr)
+	c := C.tz_conn_new(cctx, name, verifyName, calpn, &cerr)
 	if c == nil {
 		ctx.h.release()
 		return nil, newError(&cerr)
@@ -262,6 +268,9 @@ type ConnectionState struct {
 	VersionName       string // OpenSSL's name, e.g. "TLSv1.3"
 	CipherSuite       string // OpenSSL's name, e.g. "TLS_AES_256_GCM_SHA384"
 	DidResume         bool   // the handshake resumed an earlier session
+	// NegotiatedProtocol is the ALPN protocol agreed on: ProtocolFramed between tlszmq's
+	// ZeroMQ peers, "" with the C++ peers.
+	NegotiatedProtocol string
 	// PeerCertificates is the chain the peer sent, its own certificate first; empty when the
 	// peer sent none.
 	PeerCertificates []*x509.Certificate
@@ -285,6 +294,7 @@ func (e *Engine) ConnectionState() ConnectionState {
 	st.VersionName = C.GoString(c.version_name)
 	st.CipherSuite = C.GoString(c.cipher)
 	st.DidResume = e.state&C.TZ_RESUMED != 0
+	st.NegotiatedProtocol = C.GoString(&c.alpn[0])
 	st.VerifyResult = int(c.verify_result)
 	st.VerifyText = C.GoString(c.verify_text)
 	st.PeerCertificates = e.peerChain()

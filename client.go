@@ -1,0 +1,370 @@
+package tlszmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Pattern is the ZeroMQ socket type of a Client.
+type Pattern int
+
+const (
+	// REQ is the C++ client's pattern: one reply for each request, in lock-step.
+	REQ Pattern = iota
+	// DEALER pipelines: several messages may be in flight. It sends the same ["", tls-bytes]
+	// envelope as REQ, so a C++ ROUTER server cannot tell the difference.
+	DEALER
+)
+
+// String returns "REQ" or "DEALER".
+func (p Pattern) String() string {
+	if p == DEALER {
+		return "DEALER"
+	}
+	return "REQ"
+}
+
+// ClientOptions tune a Client. The zero value is the C++ client's set-up: a REQ socket that
+// connects.
+type ClientOptions struct {
+	Pattern Pattern
+	// Bind makes the client bind the endpoint instead of connecting to it.
+	Bind bool
+	// Identity is the socket's routing id (the C++ fork's client uses "client2"); empty lets
+	// the server's ROUTER assign one.
+	Identity string
+	// ServerName overrides Config.ServerName for this client (SNI and host name check).
+	ServerName string
+	// Timeout bounds the handshake and each Recv when their context has no deadline
+	// (default DefaultTimeout).
+	Timeout time.Duration
+	// FinishedWait is how long a REQ client waits for the server's answer to its last
+	// handshake flight before it sends data without one (default 1 s); see Client.Handshake.
+	FinishedWait time.Duration
+	// MaxMessageSize is the largest ZeroMQ message and message part accepted
+	// (default DefaultMaxMessageSize).
+	MaxMessageSize int
+	// Raw offers no ALPN, so the session uses the C++ peers' format even with a tlszmq
+	// server: one part per message, no empty messages.
+	Raw bool
+}
+
+// Client is a TLS client over a ZeroMQ REQ or DEALER socket. It is not safe for concurrent
+// use.
+type Client struct {
+	endpoint string
+	opts     ClientOptions
+	sock     *zmq.Socket
+	poller   *zmq.Poller
+	e        *Engine
+	framed   bool
+	deframer deframer
+	inbox    [][][]byte
+	owed     bool // REQ: a request was sent and its reply not yet received
+	closed   bool
+}
+
+// NewClient makes a client of endpoint (e.g. "tcp://localhost:5556") with a client Context.
+// The handshake runs on the first Send, or explicitly with Handshake.
+func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, error) {
+	var o ClientOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.FinishedWait <= 0 {
+		o.FinishedWait = time.Second
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	name := o.ServerName
+	if name == "" {
+		name = ctx.cfg.ServerName
+	}
+	alpn := ProtocolFramed
+	if o.Raw {
+		alpn = ""
+	}
+	e, err := newEngine(ctx, RoleClient, name, alpn)
+	if err != nil {
+		return nil, err
+	}
+	typ := zmq.REQ
+	if o.Pattern == DEALER {
+		typ = zmq.DEALER
+	}
+	sock, err := newSocket(typ, o.Identity, o.MaxMessageSize)
+	if err == nil && typ == zmq.REQ {
+		// Lets a REQ client send its data after a handshake flight that got no answer (see
+		// Handshake); it changes nothing on the wire (ZMQ_REQ_CORRELATE would).
+		err = sock.SetReqRelaxed(1)
+	}
+	if err == nil {
+		if o.Bind {
+			err = sock.Bind(endpoint)
+		} else {
+			err = sock.Connect(endpoint)
+		}
+	}
+	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
+		e.Close()
+		return nil, fmt.Errorf("tlszmq: client %s: %w", endpoint, err)
+	}
+	c := &Client{endpoint: endpoint, opts: o, sock: sock, poller: zmq.NewPoller(), e: e}
+	c.poller.Add(sock, zmq.POLLIN)
+	c.deframer.max = o.MaxMessageSize
+	return c, nil
+}
+
+func newSocket(typ zmq.Type, identity string, maxMsg int) (*zmq.Socket, error) {
+	sock, err := zmq.NewSocket(typ)
+	if err != nil {
+		return nil, err
+	}
+	err = sock.SetLinger(500 * time.Millisecond)
+	if err == nil && identity != "" {
+		err = sock.SetIdentity(identity)
+	}
+	if err == nil && maxMsg > 0 {
+		// The TLS bytes of the largest message, with room for record overhead.
+		err = sock.SetMaxmsgsize(int64(maxMsg) + int64(maxMsg)/maxRecord*recordRoom + flightRoom)
+	}
+	if err != nil {
+		sock.Close()
+		return nil, err
+	}
+	return sock, nil
+}
+
+// Endpoint returns the endpoint the client was made for.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// Engine returns the client's TLS engine, for its ConnectionState and the like.
+func (c *Client) Engine() *Engine { return c.e }
+
+// ConnectionState returns the engine's ConnectionState.
+func (c *Client) ConnectionState() ConnectionState { return c.e.ConnectionState() }
+
+// Handshake runs the TLS handshake, if it has not run yet, within ctx (or the client's
+// Timeout when ctx has no deadline). A server that never answers gives an error wrapping
+// ErrTimeout that names the endpoint.
+//
+// The client finishes the handshake before it sends any data: its last flight (TLS 1.3's
+// Finished) goes alone, and it takes the server's answer to it (the session tickets) before
+// the first message. The C++ original server loses the tickets when Finished and data arrive
+// in one frame, which breaks the session; a REQ client that gets no answer to that flight
+// within FinishedWait (a server without tickets that answers nothing) sends its data anyway.
+func (c *Client) Handshake(ctx context.Context) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
+	if c.e.HandshakeComplete() {
+		return nil
+	}
+	until := deadline(ctx, c.opts.Timeout)
+	if err := c.e.Update(); err != nil {
+		return err
+	}
+	for !c.e.HandshakeComplete() {
+		if err := c.flush(); err != nil {
+			return err
+		}
+		if c.opts.Pattern == REQ && !c.owed {
+			return fmt.Errorf("tlszmq: handshake with %s stalled: its reply carried no handshake data", c.endpoint)
+		}
+		payload, err := c.recvFrame(ctx, until, "handshake with "+c.endpoint)
+		if err != nil {
+			return err
+		}
+		if err := c.e.PutData(payload); err != nil {
+			c.flushQuiet()
+			return err
+		}
+	}
+	if !c.e.NeedsWrite() {
+		c.framed = c.e.ConnectionState().NegotiatedProtocol == ProtocolFramed
+		return nil
+	}
+	// The last flight, alone.
+	if err := c.flush(); err != nil {
+		return err
+	}
+	c.framed = c.e.ConnectionState().NegotiatedProtocol == ProtocolFramed
+	if c.opts.Pattern == DEALER {
+		return nil // the answer, if any, arrives before the replies to what follows
+	}
+	wait := time.Now().Add(c.opts.FinishedWait)
+	if wait.After(until) {
+		wait = until
+	}
+	payload, err := c.recvFrame(ctx, wait, "answer to the last handshake flight from "+c.endpoint)
+	switch {
+	case errors.Is(err, ErrTimeout):
+		c.owed = false // REQ_RELAXED lets the next request go
+		return nil
+	case err != nil:
+		return err
+	}
+	return c.absorb(payload)
+}
+
+// Send sends one message of one or more parts. Multi-part and empty messages need a tlszmq
+// server (the framed protocol, see ProtocolFramed); with a C++ server a message is one
+// non-empty part. A REQ client must Recv the reply before the next Send.
+func (c *Client) Send(ctx context.Context, parts ...[]byte) error {
+	if err := c.Handshake(ctx); err != nil {
+		return err
+	}
+	if err := c.e.Err(); err != nil {
+		return err
+	}
+	if c.framed {
+		if _, err := c.e.Write(appendFramed(make([]byte, 0, framedLen(parts)), parts)); err != nil {
+			return err
+		}
+	} else {
+		if len(parts) != 1 || len(parts[0]) == 0 {
+			return fmt.Errorf("tlszmq: %s does not speak %s: a message must be one non-empty part, not %d part(s)", c.endpoint, ProtocolFramed, len(parts))
+		}
+		if _, err := c.e.Write(parts[0]); err != nil {
+			return err
+		}
+	}
+	return c.flush()
+}
+
+// Recv returns the next message, waiting within ctx (or the client's Timeout). It returns
+// io.EOF once the server has closed the session.
+func (c *Client) Recv(ctx context.Context) ([][]byte, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	until := deadline(ctx, c.opts.Timeout)
+	for len(c.inbox) == 0 {
+		if c.opts.Pattern == REQ && !c.owed {
+			if c.e.PeerClosed() {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("tlszmq: the reply from %s carried no message", c.endpoint)
+		}
+		payload, err := c.recvFrame(ctx, until, "reply from "+c.endpoint)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.absorb(payload); err != nil {
+			return nil, err
+		}
+		if len(c.inbox) == 0 && c.e.PeerClosed() {
+			return nil, io.EOF
+		}
+	}
+	msg := c.inbox[0]
+	c.inbox = c.inbox[1:]
+	return msg, nil
+}
+
+// Request sends a message and returns the reply.
+func (c *Client) Request(ctx context.Context, parts ...[]byte) ([][]byte, error) {
+	if err := c.Send(ctx, parts...); err != nil {
+		return nil, err
+	}
+	return c.Recv(ctx)
+}
+
+// Close sends close_notify when the socket can send it, then closes the socket (waiting at most
+// half a second for queued messages to leave) and frees the engine. It is idempotent.
+func (c *Client) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.e.HandshakeComplete() && c.e.Err() == nil && !c.owed {
+		if c.e.Shutdown() == nil {
+			c.flushQuiet()
+		}
+	}
+	err := c.sock.Close()
+	c.e.Close()
+	return err
+}
+
+func (c *Client) usable() error {
+	if c.closed {
+		return fmt.Errorf("tlszmq: client %s: %w", c.endpoint, ErrClosed)
+	}
+	return nil
+}
+
+// absorb feeds a received payload to the engine and queues the messages it completes.
+func (c *Client) absorb(payload []byte) error {
+	if err := c.e.PutData(payload); err != nil {
+		c.flushQuiet()
+		return err
+	}
+	plain, _ := c.e.Read()
+	if c.framed {
+		msgs, err := c.deframer.feed(plain)
+		c.inbox = append(c.inbox, msgs...)
+		if err != nil {
+			return fmt.Errorf("tlszmq: from %s: %w", c.endpoint, err)
+		}
+	} else if plain != nil {
+		c.inbox = append(c.inbox, [][]byte{plain})
+	}
+	if c.opts.Pattern == DEALER && c.e.NeedsWrite() {
+		return c.flush() // e.g. a KeyUpdate answer
+	}
+	return nil
+}
+
+// flush sends what the engine has for the network as one ["", tls-bytes] message.
+func (c *Client) flush() error {
+	out := c.e.GetData()
+	if out == nil {
+		return nil
+	}
+	var err error
+	if c.opts.Pattern == DEALER {
+		_, err = c.sock.SendMessage("", out)
+	} else {
+		_, err = c.sock.SendBytes(out, 0)
+		c.owed = err == nil
+	}
+	if err != nil {
+		return fmt.Errorf("tlszmq: sending to %s: %w", c.endpoint, err)
+	}
+	return nil
+}
+
+// flushQuiet sends a pending alert where the socket allows it, ignoring failures: the session
+// is over either way.
+func (c *Client) flushQuiet() {
+	if c.opts.Pattern == REQ && c.owed {
+		return
+	}
+	c.flush()
+}
+
+// recvFrame waits for one message until the time given and returns its payload.
+func (c *Client) recvFrame(ctx context.Context, until time.Time, what string) ([]byte, error) {
+	if err := waitReadable(ctx, c.poller, until, what); err != nil {
+		return nil, err
+	}
+	frames, err := c.sock.RecvMessageBytes(0)
+	if err != nil {
+		return nil, fmt.Errorf("tlszmq: %s: %w", what, err)
+	}
+	c.owed = false
+	return payloadOf(frames), nil
+}

@@ -1,0 +1,75 @@
+package tlszmq
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ErrNoDelimiter is wrapped by the error for a ROUTER message without an empty delimiter frame
+// between the identities and the payload.
+var ErrNoDelimiter = errors.New("tlszmq: message has no envelope delimiter")
+
+// splitEnvelope cuts a message that arrived at a ROUTER socket into its envelope (the identity
+// frames before the first empty frame) and its payload (the one frame after it). With hops in
+// between, the envelope holds every hop's connection id and, last, the client's own identity:
+// the one the C++ server keys on.
+func splitEnvelope(frames [][]byte) (env [][]byte, payload []byte, err error) {
+	for i, f := range frames {
+		if len(f) != 0 {
+			continue
+		}
+		if i == 0 {
+			return nil, nil, fmt.Errorf("%w: no identity frame before the delimiter", ErrNoDelimiter)
+		}
+		switch rest := frames[i+1:]; len(rest) {
+		case 0:
+			return frames[:i], nil, nil
+		case 1:
+			return frames[:i], rest[0], nil
+		default:
+			return nil, nil, fmt.Errorf("tlszmq: %d payload frames after the delimiter, want 1", len(rest))
+		}
+	}
+	return nil, nil, ErrNoDelimiter
+}
+
+// routeKey is the session key of an envelope: every frame of it, length-prefixed, so that two
+// clients with the same identity behind different hops never share a session.
+func routeKey(env [][]byte) string {
+	var b []byte
+	for _, f := range env {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return string(b)
+}
+
+// payloadOf returns the payload of a message a client socket received: the frame after the
+// last empty frame. A REQ socket has removed the delimiter already; a DEALER sees it. Taking
+// the last frame also copes with the C++ server's half-sent envelope, which glues a stale
+// ["", identity, ""] in front of a reply.
+func payloadOf(frames [][]byte) []byte {
+	if len(frames) == 0 {
+		return nil
+	}
+	return frames[len(frames)-1]
+}
+
+// printable renders an identity for logs: as text when it is printable, else as hex.
+func printable(id []byte) string {
+	s := string(id)
+	if s != "" && strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0 {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("0x%x", id)
+}
+
+// isClientHello reports whether a frame starts with a TLS handshake record carrying a
+// ClientHello (a client that starts over).
+func isClientHello(p []byte) bool {
+	// record: type 22, version 3.x, length; handshake: type 1, 3-byte length, client_version 3.x
+	return len(p) >= 11 && p[0] == 22 && p[1] == 3 && p[5] == 1 && p[9] == 3
+}

@@ -1,0 +1,403 @@
+package tlszmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Handler answers one request. It runs on the server's goroutine, one request at a time: keep
+// it short. The reply goes back to the peer; a nil reply with a nil error sends nothing back
+// but the TLS bytes owed (REQ peers then get an empty frame, keeping their lock-step). An error
+// is logged and treated like a nil reply.
+type Handler func(ctx context.Context, peer *Peer, request [][]byte) (reply [][]byte, err error)
+
+// SinglePart adapts a handler of one-part messages, the C++ peers' kind, to a Handler. A
+// multi-part request reaches it joined into one part.
+func SinglePart(h func(ctx context.Context, peer *Peer, request []byte) ([]byte, error)) Handler {
+	return func(ctx context.Context, peer *Peer, request [][]byte) ([][]byte, error) {
+		var req []byte
+		if len(request) == 1 {
+			req = request[0]
+		} else {
+			for _, p := range request {
+				req = append(req, p...)
+			}
+		}
+		reply, err := h(ctx, peer, req)
+		if reply == nil || err != nil {
+			return nil, err
+		}
+		return [][]byte{reply}, nil
+	}
+}
+
+// ServerOptions tune a Server. The zero value is the C++ server's set-up: a ROUTER socket that
+// binds, with the defaults below for session hygiene.
+type ServerOptions struct {
+	// Connect makes the server connect to the endpoint (a device's backend) instead of
+	// binding it. Such a server announces itself to the device (ZMQ_PROBE_ROUTER) so that a
+	// pinning tlsdevice can route to it.
+	Connect bool
+	// MaxSessions bounds the session table (default 10,000); the least recently used session
+	// makes room for a new one.
+	MaxSessions int
+	// HandshakeTimeout removes a session whose handshake has not finished in time
+	// (default 10 s); IdleTimeout removes an established session that has been quiet
+	// (default 5 min).
+	HandshakeTimeout, IdleTimeout time.Duration
+	// MaxMessageSize is the largest ZeroMQ message and message part accepted
+	// (default DefaultMaxMessageSize).
+	MaxMessageSize int
+	// Logger receives one line per removed session and per dropped message
+	// (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stats are a server's counters. They are safe to read from any goroutine.
+type Stats struct {
+	Sessions         int64 // live sessions
+	HandshakesDone   int64
+	HandshakesFailed int64
+	Removed          int64 // sessions removed, for any reason
+	BytesIn          int64 // TLS bytes received
+	BytesOut         int64 // TLS bytes sent
+	MessagesIn       int64 // application messages received
+	MessagesOut      int64 // application messages sent
+	Dropped          int64 // ZeroMQ messages dropped as malformed
+}
+
+type stats struct {
+	sessions, handshakesDone, handshakesFailed, removed atomic.Int64
+	bytesIn, bytesOut, messagesIn, messagesOut, dropped atomic.Int64
+}
+
+// Server is a TLS server over a ZeroMQ ROUTER socket: one engine per peer, keyed on the whole
+// envelope (so it works through devices and hops, and two clients with one identity behind
+// different hops never share a session), replies routed back along the envelope that came in,
+// at most one reply frame for each frame received.
+type Server struct {
+	ctx      *Context
+	endpoint string
+	handler  Handler
+	opts     ServerOptions
+	log      *slog.Logger
+	sock     *zmq.Socket
+	table    *sessionTable
+	stats    stats
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// NewServer binds (or connects) a ROUTER socket at endpoint with a server Context. Serve runs
+// it.
+func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptions) (*Server, error) {
+	if ctx.Role() != RoleServer {
+		return nil, fmt.Errorf("%w: NewServer needs a server Context", ErrInvalidConfig)
+	}
+	if handler == nil {
+		return nil, fmt.Errorf("%w: NewServer needs a handler", ErrInvalidConfig)
+	}
+	var o ServerOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 10000
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 5 * time.Minute
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	sock, err := newSocket(zmq.ROUTER, "", o.MaxMessageSize)
+	if err == nil {
+		// A reply to a peer that is gone fails instead of vanishing.
+		err = sock.SetRouterMandatory(1)
+	}
+	if err == nil {
+		if o.Connect {
+			if err = sock.SetProbeRouter(1); err == nil {
+				err = sock.Connect(endpoint)
+			}
+		} else {
+			err = sock.Bind(endpoint)
+		}
+	}
+	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
+		return nil, fmt.Errorf("tlszmq: server %s: %w", endpoint, err)
+	}
+	if !o.Connect {
+		if last, err := sock.GetLastEndpoint(); err == nil {
+			endpoint = last
+		}
+	}
+	return &Server{ctx: ctx, endpoint: endpoint, handler: handler, opts: o, log: o.Logger, sock: sock,
+		table: newSessionTable(o.MaxSessions), stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// Endpoint returns the endpoint the server is bound to, with the port the system chose for
+// "tcp://127.0.0.1:*".
+func (s *Server) Endpoint() string { return s.endpoint }
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Sessions: s.stats.sessions.Load(), HandshakesDone: s.stats.handshakesDone.Load(),
+		HandshakesFailed: s.stats.handshakesFailed.Load(), Removed: s.stats.removed.Load(),
+		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
+		MessagesIn: s.stats.messagesIn.Load(), MessagesOut: s.stats.messagesOut.Load(),
+		Dropped: s.stats.dropped.Load(),
+	}
+}
+
+// Serve answers clients until ctx ends or Close is called. Then it sends close_notify to every
+// established session, closes the socket and returns nil. Serve must be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	defer close(s.done)
+	poller := zmq.NewPoller()
+	poller.Add(s.sock, zmq.POLLIN)
+	for {
+		select {
+		case <-ctx.Done():
+			return s.shutdown()
+		case <-s.stop:
+			return s.shutdown()
+		default:
+		}
+		polled, err := poller.Poll(pollSlice)
+		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+			s.shutdown()
+			return fmt.Errorf("tlszmq: server %s: polling: %w", s.endpoint, err)
+		}
+		if len(polled) > 0 {
+			// Take what is queued, a bounded batch, before looking at the clock again.
+			for range 256 {
+				frames, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
+				if err != nil {
+					break
+				}
+				s.handle(ctx, frames)
+			}
+		}
+		s.expire(time.Now())
+	}
+}
+
+// Close stops Serve (from any goroutine) and waits for it to send close_notify to every
+// session and return.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}
+
+// handle takes one message from the ROUTER socket.
+func (s *Server) handle(ctx context.Context, frames [][]byte) {
+	env, payload, err := splitEnvelope(frames)
+	if err != nil {
+		s.stats.dropped.Add(1)
+		s.log.Warn("tlszmq: message dropped", "server", s.endpoint, "frames", len(frames), "reason", err)
+		return
+	}
+	if len(payload) == 0 {
+		// An empty frame (a device's announcement, a probe): no session is made for it.
+		return
+	}
+	s.stats.bytesIn.Add(int64(len(payload)))
+	now := time.Now()
+	key := routeKey(env)
+	sess := s.table.get(key)
+	if sess != nil && sess.e.HandshakeComplete() && isClientHello(payload) {
+		s.remove(sess, "a new ClientHello: the client started over")
+		sess = nil
+	}
+	fresh := sess == nil
+	if fresh {
+		if sess, err = s.newSession(key, env, now); err != nil {
+			s.log.Error("tlszmq: no session", "server", s.endpoint, "peer", printable(env[len(env)-1]), "reason", err)
+			return
+		}
+	}
+	s.table.touch(sess, now)
+	wasDone := sess.e.HandshakeComplete()
+	if err := sess.e.PutData(payload); err != nil {
+		if !wasDone && !fresh && isClientHello(payload) {
+			// A client that restarted mid-handshake: start over with this ClientHello.
+			s.remove(sess, "a new ClientHello during the handshake: the client started over")
+			if sess, err = s.newSession(key, env, now); err == nil {
+				s.table.touch(sess, now)
+				err = sess.e.PutData(payload)
+			}
+			if sess == nil {
+				return
+			}
+		}
+		if err != nil {
+			if !wasDone {
+				s.stats.handshakesFailed.Add(1)
+			}
+			s.reply(sess)
+			s.remove(sess, err.Error())
+			return
+		}
+	}
+	if !wasDone && sess.e.HandshakeComplete() {
+		s.established(sess)
+	}
+	if sess.e.CanRecv() {
+		if err := s.answer(ctx, sess); err != nil {
+			s.reply(sess)
+			s.remove(sess, err.Error())
+			return
+		}
+	}
+	if sess.e.PeerClosed() {
+		sess.e.Shutdown()
+		s.reply(sess)
+		s.remove(sess, "close_notify received")
+		return
+	}
+	s.reply(sess)
+}
+
+func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, error) {
+	for s.table.len() >= s.opts.MaxSessions {
+		s.remove(s.table.oldest(), "the session table is full: least recently used")
+	}
+	e, err := newEngine(s.ctx, RoleServer, "", "")
+	if err != nil {
+		return nil, err
+	}
+	route := make([][]byte, len(env))
+	for i, f := range env {
+		route[i] = append([]byte(nil), f...)
+	}
+	sess := &session{key: key, e: e, created: now, lastSeen: now,
+		peer: Peer{Identity: route[len(route)-1], Route: route}}
+	sess.deframer.max = s.opts.MaxMessageSize
+	s.table.add(sess)
+	s.stats.sessions.Add(1)
+	return sess, nil
+}
+
+func (s *Server) established(sess *session) {
+	s.table.established(sess)
+	s.stats.handshakesDone.Add(1)
+	st := sess.e.ConnectionState()
+	sess.framed = st.NegotiatedProtocol == ProtocolFramed
+	sess.peer.Certificates = st.PeerCertificates
+	sess.peer.Verified = st.Verified
+	sess.peer.Version = st.Version
+	sess.peer.CipherSuite = st.CipherSuite
+}
+
+// answer passes the messages the session has received to the handler and writes the replies.
+func (s *Server) answer(ctx context.Context, sess *session) error {
+	plain, err := sess.e.Read()
+	if err != nil {
+		return err
+	}
+	var msgs [][][]byte
+	if sess.framed {
+		if msgs, err = sess.deframer.feed(plain); err != nil {
+			return err
+		}
+	} else {
+		msgs = [][][]byte{{plain}}
+	}
+	for _, msg := range msgs {
+		s.stats.messagesIn.Add(1)
+		reply, err := s.handler(ctx, &sess.peer, msg)
+		if err != nil {
+			s.log.Warn("tlszmq: handler failed", "server", s.endpoint, "peer", sess.peer.String(), "reason", err)
+			continue
+		}
+		if reply == nil {
+			continue
+		}
+		if sess.framed {
+			_, err = sess.e.Write(appendFramed(make([]byte, 0, framedLen(reply)), reply))
+		} else {
+			var one []byte
+			for _, p := range reply {
+				one = append(one, p...)
+			}
+			if len(one) == 0 {
+				continue // the raw format has no empty message
+			}
+			_, err = sess.e.Write(one)
+		}
+		if err != nil {
+			return err
+		}
+		s.stats.messagesOut.Add(1)
+	}
+	return nil
+}
+
+// reply sends one message to the session's peer: the whole envelope, the delimiter and what
+// the engine has for the network (possibly nothing, so that a lock-step peer gets its answer),
+// all in one call, so that no half-sent envelope is ever left behind.
+func (s *Server) reply(sess *session) {
+	out := sess.e.GetData()
+	frames := make([]any, 0, len(sess.peer.Route)+2)
+	for _, f := range sess.peer.Route {
+		frames = append(frames, f)
+	}
+	frames = append(frames, "", out)
+	if _, err := s.sock.SendMessageDontwait(frames...); err != nil {
+		s.log.Warn("tlszmq: reply not sent", "server", s.endpoint, "peer", sess.peer.String(), "reason", err)
+		return
+	}
+	s.stats.bytesOut.Add(int64(len(out)))
+}
+
+// remove drops a session, logging why.
+func (s *Server) remove(sess *session, reason string) {
+	s.table.remove(sess)
+	sess.e.Close()
+	s.stats.sessions.Add(-1)
+	s.stats.removed.Add(1)
+	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
+}
+
+// expire removes sessions whose handshake or idle time is up.
+func (s *Server) expire(now time.Time) {
+	for sess := s.table.oldestHandshake(); sess != nil && now.Sub(sess.created) > s.opts.HandshakeTimeout; sess = s.table.oldestHandshake() {
+		s.stats.handshakesFailed.Add(1)
+		s.remove(sess, fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout))
+	}
+	for sess := s.table.oldest(); sess != nil && now.Sub(sess.lastSeen) > s.opts.IdleTimeout; sess = s.table.oldest() {
+		s.remove(sess, fmt.Sprintf("idle for %v", s.opts.IdleTimeout))
+	}
+}
+
+// shutdown sends close_notify to every established session and closes the socket.
+func (s *Server) shutdown() error {
+	for sess := s.table.oldest(); sess != nil; sess = s.table.oldest() {
+		if sess.e.HandshakeComplete() && sess.e.Err() == nil && sess.e.Shutdown() == nil {
+			s.reply(sess)
+		}
+		s.remove(sess, "the server is stopping")
+	}
+	return s.sock.Close()
+}

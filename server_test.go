@@ -1,0 +1,388 @@
+package tlszmq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// quietLog keeps the servers' session lines out of the test output unless -v.
+func quietLog(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.Default()
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func echo(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) { return req, nil }
+
+// startServer runs a server until the test ends.
+func startServer(t testing.TB, cfg *Config, endpoint string, h Handler, opts *ServerOptions) *Server {
+	t.Helper()
+	if opts == nil {
+		opts = &ServerOptions{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = quietLog(t)
+	}
+	srv, err := NewServer(mustContext(t, RoleServer, cfg), endpoint, h, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-errc; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return srv
+}
+
+func newClient(t testing.TB, cfg *Config, endpoint string, opts *ClientOptions) *Client {
+	t.Helper()
+	c, err := NewClient(mustContext(t, RoleClient, cfg), endpoint, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func equalParts(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+var transports = []struct{ name, bind string }{
+	{"tcp", "tcp://127.0.0.1:*"},
+	{"ipc", "ipc://"},
+	{"inproc", "inproc://"},
+}
+
+// endpointFor makes a fresh endpoint of a transport for one test.
+func endpointFor(t testing.TB, bind string) string {
+	switch bind {
+	case "ipc://":
+		return "ipc://" + filepath.Join(t.TempDir(), "s.ipc")
+	case "inproc://":
+		return fmt.Sprintf("inproc://%s-%d", t.Name(), time.Now().UnixNano())
+	}
+	return bind
+}
+
+func TestClientServerMatrix(t *testing.T) {
+	msgs := [][][]byte{
+		{[]byte("hello world!")},
+		{nil},                                  // an empty message
+		{[]byte("multi"), nil, []byte("part")}, // parts, one of them empty
+		{pattern(16 << 10)},
+		{pattern(1 << 20), pattern(3)},
+	}
+	for _, tr := range transports {
+		for _, pat := range []Pattern{REQ, DEALER} {
+			for _, ver := range versions {
+				for _, mutual := range []bool{false, true} {
+					name := fmt.Sprintf("%s/%v/%s/mutual=%v", tr.name, pat, ver.name, mutual)
+					t.Run(name, func(t *testing.T) {
+						scfg := serverConfig("server")
+						ccfg := clientConfig()
+						ccfg.MaxVersion = ver.v
+						if mutual {
+							scfg.CAFile, scfg.ClientAuth = cert("ca.crt"), RequireAndVerifyClientCert
+							ccfg.CertFile, ccfg.KeyFile = cert("client-ec.crt"), cert("client-ec.key")
+						}
+						var peerSeen *Peer
+						srv := startServer(t, scfg, endpointFor(t, tr.bind), func(ctx context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+							peerSeen = p
+							return req, nil
+						}, nil)
+						c := newClient(t, ccfg, srv.Endpoint(), &ClientOptions{Pattern: pat})
+						ctx := ctxTimeout(t, 20*time.Second)
+						for i, m := range msgs {
+							got, err := c.Request(ctx, m...)
+							if err != nil {
+								t.Fatalf("message %d: %v", i, err)
+							}
+							if !equalParts(got, m) {
+								t.Fatalf("message %d: got %d parts, want %d", i, len(got), len(m))
+							}
+						}
+						st := c.ConnectionState()
+						if st.Version != ver.v || st.NegotiatedProtocol != ProtocolFramed {
+							t.Fatalf("state %+v", st)
+						}
+						if mutual && (peerSeen == nil || !peerSeen.Verified || peerSeen.Certificates[0].Subject.CommonName != "tlszmq client-ec") {
+							t.Fatalf("the handler's peer: %+v", peerSeen)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+func TestLargeMessageOverZMQ(t *testing.T) {
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo, nil)
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+	msg := pattern(16 << 20)
+	got, err := c.Request(ctxTimeout(t, 30*time.Second), msg)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0], msg) {
+		t.Fatalf("16 MiB: %d parts, %v", len(got), err)
+	}
+}
+
+// Pipelined messages on DEALER keep their boundaries and their order.
+func TestDealerPipelining(t *testing.T) {
+	srv := startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", echo, nil)
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+	ctx := ctxTimeout(t, 20*time.Second)
+	const n = 50
+	for i := range n {
+		if err := c.Send(ctx, []byte(fmt.Sprintf("message %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		got, err := c.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("message %d", i); len(got) != 1 || string(got[0]) != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}
+
+// A client that offers no ALPN speaks the C++ peers' format with a tlszmq server.
+func TestRawClient(t *testing.T) {
+	srv := startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", echo, nil)
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Raw: true})
+	ctx := ctxTimeout(t, 10*time.Second)
+	got, err := c.Request(ctx, []byte("hello world!"))
+	if err != nil || len(got) != 1 || string(got[0]) != "hello world!" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if c.ConnectionState().NegotiatedProtocol != "" {
+		t.Fatal("a raw client negotiated ALPN")
+	}
+	if err := c.Send(ctx, []byte("a"), []byte("b")); err == nil {
+		t.Fatal("a multi-part message went to a peer without the framed protocol")
+	}
+}
+
+func TestManyClients(t *testing.T) {
+	clients, perClient := 200, 100
+	if testing.Short() {
+		clients, perClient = 50, 20
+	}
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*",
+		func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+			return [][]byte{p.Identity, req[0]}, nil
+		}, nil)
+	cctx := mustContext(t, RoleClient, clientConfig())
+	ctx := ctxTimeout(t, 120*time.Second)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("client-%03d", i)
+			c, err := NewClient(cctx, srv.Endpoint(), &ClientOptions{Identity: id})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for j := range perClient {
+				msg := fmt.Sprintf("%s message %d", id, j)
+				got, err := c.Request(ctx, []byte(msg))
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", id, err)
+					return
+				}
+				if len(got) != 2 || string(got[0]) != id || string(got[1]) != msg {
+					errs <- fmt.Errorf("%s got %q for %q: a crossed session", id, got, msg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if st := srv.Stats(); st.HandshakesDone != int64(clients) || st.MessagesIn != int64(clients*perClient) {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// A server that never answers: a clear timeout naming the endpoint, no hang.
+func TestServerNeverAnswers(t *testing.T) {
+	sock, err := zmq.NewSocket(zmq.ROUTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	sock.Bind("tcp://127.0.0.1:*")
+	endpoint, _ := sock.GetLastEndpoint()
+	for _, pat := range []Pattern{REQ, DEALER} {
+		c := newClient(t, clientConfig(), endpoint, &ClientOptions{Pattern: pat, Timeout: 300 * time.Millisecond})
+		start := time.Now()
+		err := c.Handshake(context.Background())
+		if !errors.Is(err, ErrTimeout) || !bytes.Contains([]byte(err.Error()), []byte(endpoint)) {
+			t.Fatalf("%v: %v, want a timeout naming %s", pat, err, endpoint)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("%v: the timeout took %v", pat, d)
+		}
+	}
+}
+
+func TestCloseNotifyRemovesSession(t *testing.T) {
+	srv := startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", echo, nil)
+	c := newClient(t, clientConfig(), srv.Endpoint(), nil)
+	if _, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, func() bool { return srv.Stats().Sessions == 0 }, "the session to go after close_notify")
+}
+
+func TestRestartedClientGetsFreshSession(t *testing.T) {
+	srv := startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", echo, nil)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for round := range 3 {
+		c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Identity: "client2"})
+		if got, err := c.Request(ctx, []byte("hi")); err != nil || string(got[0]) != "hi" {
+			t.Fatalf("round %d: %q %v", round, got, err)
+		}
+		// Dropped without close_notify, as a crashed client would be.
+		c.sock.Close()
+		c.closed = true
+		c.e.Close()
+	}
+	if st := srv.Stats(); st.HandshakesDone != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// clientHello returns a real ClientHello.
+func clientHello(t testing.TB) []byte {
+	c, _ := NewClientEngine(mustContext(t, RoleClient, clientConfig()))
+	defer c.Close()
+	c.Update()
+	return c.GetData()
+}
+
+// Half-open handshakes are evicted after the timeout, the table never exceeds its maximum, and
+// a legitimate client still gets through.
+func TestSessionHygiene(t *testing.T) {
+	const max = 500
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo,
+		&ServerOptions{MaxSessions: max, HandshakeTimeout: 300 * time.Millisecond})
+	raw, err := zmq.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetLinger(0)
+	if err := raw.Connect(srv.Endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	hello := clientHello(t)
+	half := 10000
+	if testing.Short() {
+		half = 2000
+	}
+	for i := range half {
+		// A DEALER may put any envelope in front: each fake identity is a new session.
+		if _, err := raw.SendMessage(fmt.Sprintf("fake-%05d", i), "", hello); err != nil {
+			t.Fatal(err)
+		}
+		if i%1000 == 999 {
+			drain(raw)
+			if n := srv.Stats().Sessions; n > max {
+				t.Fatalf("%d sessions, the maximum is %d", n, max)
+			}
+		}
+	}
+	c := newClient(t, clientConfig(), srv.Endpoint(), nil)
+	if got, err := c.Request(ctxTimeout(t, 20*time.Second), []byte("still here")); err != nil || string(got[0]) != "still here" {
+		t.Fatalf("legitimate client: %q %v", got, err)
+	}
+	c.Close()
+	waitFor(t, func() bool { drain(raw); return srv.Stats().Sessions == 0 }, "half-open sessions to time out")
+	if st := srv.Stats(); st.HandshakesFailed < int64(max) {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func drain(sock *zmq.Socket) {
+	for {
+		if _, err := sock.RecvMessageBytes(zmq.DONTWAIT); err != nil {
+			return
+		}
+	}
+}
+
+func TestServeStopsWithCloseNotify(t *testing.T) {
+	srv, err := NewServer(mustContext(t, RoleServer, serverConfig("server")), "tcp://127.0.0.1:*", echo, &ServerOptions{Logger: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+	rctx := ctxTimeout(t, 10*time.Second)
+	if _, err := c.Request(rctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Serve took %v to stop", d)
+	}
+	if _, err := c.Recv(rctx); err != io.EOF {
+		t.Fatalf("client after the server stopped: %v, want io.EOF (close_notify)", err)
+	}
+}

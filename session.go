@@ -1,0 +1,100 @@
+package tlszmq
+
+import (
+	"container/list"
+	"crypto/x509"
+	"time"
+)
+
+// Peer is the client a server session belongs to, as the handler sees it.
+type Peer struct {
+	// Identity is the client's own routing id: the last envelope frame before the delimiter,
+	// the identity furthest back, which the C++ server keys on.
+	Identity []byte
+	// Route is the whole envelope: the connection ids of the hops, then Identity. Replies
+	// go back along it.
+	Route [][]byte
+	// Certificates is the chain the client presented, its own certificate first; Verified
+	// reports whether it was verified against the server's CAs.
+	Certificates []*x509.Certificate
+	Verified     bool
+	// Version and CipherSuite are the session's negotiated TLS version and cipher.
+	Version     uint16
+	CipherSuite string
+}
+
+// String returns the identity in a printable form.
+func (p *Peer) String() string { return printable(p.Identity) }
+
+// session is one client's TLS state in a server.
+type session struct {
+	key      string
+	peer     Peer
+	e        *Engine
+	framed   bool
+	deframer deframer
+	created  time.Time
+	lastSeen time.Time
+	lru      *list.Element // in sessionTable.lru, most recent at the front
+	pending  *list.Element // in sessionTable.handshaking while the handshake runs
+}
+
+// sessionTable holds a server's sessions, bounded, with the least recently used first out.
+type sessionTable struct {
+	max         int
+	byKey       map[string]*session
+	lru         *list.List // *session, most recently used at the front
+	handshaking *list.List // *session, oldest first
+}
+
+func newSessionTable(max int) *sessionTable {
+	return &sessionTable{max: max, byKey: make(map[string]*session), lru: list.New(), handshaking: list.New()}
+}
+
+func (t *sessionTable) len() int { return len(t.byKey) }
+
+func (t *sessionTable) get(key string) *session { return t.byKey[key] }
+
+// add inserts s; the caller has made room.
+func (t *sessionTable) add(s *session) {
+	t.byKey[s.key] = s
+	s.lru = t.lru.PushFront(s)
+	s.pending = t.handshaking.PushBack(s)
+}
+
+// touch marks s as just used.
+func (t *sessionTable) touch(s *session, now time.Time) {
+	s.lastSeen = now
+	t.lru.MoveToFront(s.lru)
+}
+
+// established takes s off the handshaking list.
+func (t *sessionTable) established(s *session) {
+	if s.pending != nil {
+		t.handshaking.Remove(s.pending)
+		s.pending = nil
+	}
+}
+
+// remove takes s out of the table; the caller frees its engine.
+func (t *sessionTable) remove(s *session) {
+	delete(t.byKey, s.key)
+	t.lru.Remove(s.lru)
+	t.established(s)
+}
+
+// oldest returns the least recently used session, or nil.
+func (t *sessionTable) oldest() *session {
+	if e := t.lru.Back(); e != nil {
+		return e.Value.(*session)
+	}
+	return nil
+}
+
+// oldestHandshake returns the session whose handshake started first, or nil.
+func (t *sessionTable) oldestHandshake() *session {
+	if e := t.handshaking.Front(); e != nil {
+		return e.Value.(*session)
+	}
+	return nil
+}

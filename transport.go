@@ -1,0 +1,60 @@
+package tlszmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// ErrTimeout is wrapped by the error of a wait that ran out of time; the error names the
+// endpoint that did not answer.
+var ErrTimeout = errors.New("tlszmq: timed out")
+
+// DefaultTimeout bounds a handshake or a request whose context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// DefaultMaxMessageSize is the largest ZeroMQ message (ZMQ_MAXMSGSIZE) and message part that
+// clients and servers accept unless told otherwise.
+const DefaultMaxMessageSize = 64 << 20
+
+// pollSlice is how long one poll waits before the loop looks at its context and timers again.
+const pollSlice = 50 * time.Millisecond
+
+// waitReadable waits until sock has a message, ctx ends, or until (if not zero) passes. It
+// returns ErrTimeout (wrapped with what) when the time runs out.
+func waitReadable(ctx context.Context, poller *zmq.Poller, until time.Time, what string) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("tlszmq: %s: %w", what, err)
+		}
+		wait := pollSlice
+		if !until.IsZero() {
+			left := time.Until(until)
+			if left <= 0 {
+				return fmt.Errorf("%w: %s", ErrTimeout, what)
+			}
+			wait = min(wait, left)
+		}
+		polled, err := poller.Poll(wait)
+		if err != nil {
+			if errors.Is(err, zmq.Errno(4)) { // EINTR: a signal arrived; look again
+				continue
+			}
+			return fmt.Errorf("tlszmq: %s: polling: %w", what, err)
+		}
+		if len(polled) > 0 {
+			return nil
+		}
+	}
+}
+
+// deadline is ctx's deadline, or now plus fallback when it has none.
+func deadline(ctx context.Context, fallback time.Duration) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(fallback)
+}
