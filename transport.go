@@ -58,3 +58,19 @@ func deadline(ctx context.Context, fallback time.Duration) time.Time {
 	}
 	return time.Now().Add(fallback)
 }
+
+// FlushZMQ waits, at most for wait, until the messages queued on closed sockets have left
+// (it terminates ZeroMQ's default context, which honours each socket's linger). Programs call
+// it after closing their clients and servers and before exiting: without it the close_notify
+// that Close queued may die with the process. ZeroMQ cannot be used afterwards.
+func FlushZMQ(wait time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		zmq.Term()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(wait):
+	}
+}

@@ -1,6 +1,6 @@
 // Command tlszmq is the project's tool for everything beside the drop-in commands:
 //
-//	tlszmq demo     a client and a server engine exchange "hello world!" over TLS, with the trace
+//	tlszmq demo     a server and a client exchange "hello world!" over ZeroMQ on loopback, with the trace
 //	tlszmq keygen   makes a CA, a server and a client certificate through OpenSSL
 //
 // Run `tlszmq COMMAND -h` for a command's flags.
@@ -21,7 +21,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"demo", "run a client and a server engine against each other and show the handshake", runDemo},
+	{"demo", "run a server and a client over ZeroMQ on loopback and show the handshake", runDemo},
 	{"keygen", "make a CA and server and client certificates through OpenSSL", runKeygen},
 }
 

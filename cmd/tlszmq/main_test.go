@@ -13,8 +13,9 @@ func TestDemoPrintsTheExchange(t *testing.T) {
 	if code := run([]string{"demo", "-certs", "../../testdata/certs"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, want := range []string{"Sending - [hello world!]\n", "Received: hello world!\n", "sending data - [Got it!]\n",
-		"Received - [Got it!]\n", "client DEBUG: -1 written to SSL\n", "server DEBUG: 8 written to SSL\n", "verified: true"} {
+	for _, want := range []string{"client Sending - [hello world!]\n", "server Received: hello world!\n", "server sending data - [Got it!]\n",
+		"client Received - [Got it!]\n", "read from BIO\n", "written to BIO\n",
+		"server DEBUG: 9 written to SSL\n", "verified: true", "1 handshake(s), 1 message(s) in, 1 out"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout.String())
 		}

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,4 +74,29 @@ func Exit(name string, err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	return 1
+}
+
+// EndpointHost returns the host of a tcp:// endpoint ("localhost" for
+// "tcp://localhost:5556"), or "" for other transports and wildcards.
+func EndpointHost(endpoint string) string {
+	rest, ok := strings.CutPrefix(endpoint, "tcp://")
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		rest = rest[:i]
+	}
+	rest = strings.TrimSuffix(strings.TrimPrefix(rest, "["), "]")
+	if rest == "*" {
+		return ""
+	}
+	return rest
+}
+
+// CString returns b up to its first NUL byte, as the C++ peers print a buffer.
+func CString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }

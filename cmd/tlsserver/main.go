@@ -1,0 +1,82 @@
+// Command tlsserver is a drop-in replacement for the C++ TLSZMQ server: with no flags it binds
+// a ROUTER socket at tcp://*:5556, reads server.crt and server.key from the working directory,
+// answers every "hello world!" with "Got it!" and prints what the C++ server prints:
+//
+//	Received: hello world!
+//	sending data - [Got it!]
+//
+// Run `tlsserver -h` for the flags. SIGINT or SIGTERM sends close_notify to every live session
+// and exits 0.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/cli"
+)
+
+func main() { cli.Main("tlsserver", run) }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tlsserver", flag.ContinueOnError)
+	endpoint := fs.String("endpoint", "tcp://*:5556", "endpoint to bind (or to connect to, with -connect)")
+	connect := fs.Bool("connect", false, "connect to the endpoint (a tlsdevice's backend, tcp://localhost:5555) instead of binding it")
+	reply := fs.String("reply", "Got it!", "the reply to every request")
+	nul := fs.Bool("nul", true, "end the reply with a NUL byte, as the C++ server does")
+	quiet := fs.Bool("q", false, "print nothing per request")
+	verbose := fs.Bool("v", false, "print the DEBUG trace of bytes through the BIOs")
+	maxSessions := fs.Int("max-sessions", 10000, "most sessions kept; the least recently used goes first")
+	hsTimeout := fs.Duration("handshake-timeout", 10*time.Second, "drop a session whose handshake has not finished by then")
+	idleTimeout := fs.Duration("idle-timeout", 5*time.Minute, "drop a session quiet for this long")
+	maxMsg := fs.Int("max-message", tlszmq.DefaultMaxMessageSize, "largest message accepted, in bytes")
+	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
+	if err := cli.Parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if *maxSessions < 1 || *maxMsg < 1 || *hsTimeout <= 0 || *idleTimeout <= 0 {
+		return cli.Usagef("-max-sessions, -max-message and the timeouts must be positive")
+	}
+	cfg, err := tf.Config("", stderr)
+	if err != nil {
+		return err
+	}
+	if *verbose {
+		cfg.Debug = stdout
+	}
+	tctx, err := tlszmq.NewContext(tlszmq.RoleServer, cfg)
+	if err != nil {
+		return err
+	}
+	defer tctx.Close()
+
+	var mu sync.Mutex // stdout is shared with the DEBUG trace
+	answer := []byte(*reply)
+	if *nul {
+		answer = append(answer, 0)
+	}
+	handler := tlszmq.SinglePart(func(_ context.Context, _ *tlszmq.Peer, req []byte) ([]byte, error) {
+		if !*quiet {
+			mu.Lock()
+			fmt.Fprintf(stdout, "Received: %s\n", cli.CString(req))
+			fmt.Fprintf(stdout, "sending data - [%s]\n", *reply)
+			mu.Unlock()
+		}
+		return answer, nil
+	})
+	srv, err := tlszmq.NewServer(tctx, *endpoint, handler, &tlszmq.ServerOptions{
+		Connect: *connect, MaxSessions: *maxSessions, HandshakeTimeout: *hsTimeout,
+		IdleTimeout: *idleTimeout, MaxMessageSize: *maxMsg,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx)
+}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/tlszmq/tlszmq"
+)
+
+// TLSFlags are the TLS settings every command takes, turned into a tlszmq.Config by Config.
+type TLSFlags struct {
+	role                    tlszmq.Role
+	cert, key, ca, caDir    string
+	serverName, verify      string
+	minV, maxV              string
+	ciphers, suites, groups string
+	secLevel                string
+	fips                    bool
+	fipsConfig, fipsModules string
+	noTickets               bool
+}
+
+// AddTLSFlags defines the TLS flags on fs. cert and key are the defaults of -cert and -key
+// (the C++ server reads server.crt and server.key from its working directory).
+func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags {
+	f := &TLSFlags{role: role}
+	if role == tlszmq.RoleServer {
+		fs.StringVar(&f.cert, "cert", cert, "certificate file (PEM, leaf first, then its chain)")
+		fs.StringVar(&f.key, "key", key, "private key file (PEM)")
+		fs.StringVar(&f.ca, "ca", "", "CA file to verify client certificates against")
+		fs.StringVar(&f.verify, "verify", "none", "client certificates: none, optional or require")
+	} else {
+		fs.StringVar(&f.cert, "cert", cert, "client certificate file (PEM), for mutual TLS")
+		fs.StringVar(&f.key, "key", key, "the client certificate's private key (PEM)")
+		fs.StringVar(&f.ca, "ca", "", "CA file: verify the server's chain and host name against it "+
+			"(without -ca or -cadir nothing is verified, as the C++ client did)")
+		fs.StringVar(&f.serverName, "servername", "", "server name for SNI and the host name check (default: the endpoint's host)")
+	}
+	fs.StringVar(&f.caDir, "cadir", "", "OpenSSL hashed directory of CA certificates")
+	fs.StringVar(&f.minV, "min", "1.2", "minimum TLS version: 1.2 or 1.3")
+	fs.StringVar(&f.maxV, "max", "1.3", "maximum TLS version: 1.2 or 1.3")
+	fs.StringVar(&f.ciphers, "ciphers", "", "TLS 1.2 cipher list, OpenSSL syntax (default: OpenSSL's)")
+	fs.StringVar(&f.suites, "suites", "", "TLS 1.3 cipher suites (default: OpenSSL's)")
+	fs.StringVar(&f.groups, "groups", "", "key exchange groups, e.g. X25519:P-256 (default: OpenSSL's)")
+	fs.StringVar(&f.secLevel, "seclevel", "default", "OpenSSL security level 0 to 5; the C++ original's certificate needs 1, the fork's 0")
+	fs.BoolVar(&f.fips, "fips", false, "run on OpenSSL's FIPS provider (fails if it is not installed)")
+	fs.StringVar(&f.fipsConfig, "fips-config", "", "OpenSSL configuration that sets the FIPS provider up (default: OPENSSL_CONF)")
+	fs.StringVar(&f.fipsModules, "fips-modules", "", "folder holding fips.so (default: OPENSSL_MODULES)")
+	fs.BoolVar(&f.noTickets, "no-tickets", false, "disable session tickets")
+	return f
+}
+
+func version(flagName, v string) (uint16, error) {
+	switch v {
+	case "1.2":
+		return tlszmq.VersionTLS12, nil
+	case "1.3":
+		return tlszmq.VersionTLS13, nil
+	}
+	return 0, Usagef("-%s %q: want 1.2 or 1.3", flagName, v)
+}
+
+// Config builds the tlszmq.Config the flags describe, checking that the files exist. host is
+// the endpoint's host, the client's default server name. Warnings about weakened security go
+// to stderr.
+func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error) {
+	cfg := &tlszmq.Config{
+		CertFile: f.cert, KeyFile: f.key, CAFile: f.ca, CADir: f.caDir,
+		CipherList: f.ciphers, CipherSuites: f.suites, Groups: f.groups,
+		SessionTicketsDisabled: f.noTickets,
+		FIPS:                   f.fips, FIPSConfigFile: f.fipsConfig, FIPSModuleDir: f.fipsModules,
+	}
+	var err error
+	if cfg.MinVersion, err = version("min", f.minV); err != nil {
+		return nil, err
+	}
+	if cfg.MaxVersion, err = version("max", f.maxV); err != nil {
+		return nil, err
+	}
+	if cfg.MinVersion > cfg.MaxVersion {
+		return nil, Usagef("-min %s is above -max %s", f.minV, f.maxV)
+	}
+	if f.secLevel != "default" {
+		n, err := strconv.Atoi(f.secLevel)
+		if err != nil || n < 0 || n > 5 {
+			return nil, Usagef("-seclevel %q: want 0 to 5 or default", f.secLevel)
+		}
+		cfg.SecurityLevel = n
+		if n == 0 {
+			cfg.SecurityLevel = tlszmq.SecurityLevelZero
+		}
+		if n < 2 {
+			fmt.Fprintf(stderr, "warning: OpenSSL security level lowered to %d for legacy certificates: weak keys and digests are accepted\n", n)
+		}
+	}
+	if (f.cert == "") != (f.key == "") {
+		return nil, Usagef("-cert and -key go together")
+	}
+	if err := NeedFiles(f.cert, f.key, f.ca, f.fipsConfig); err != nil {
+		return nil, err
+	}
+	if f.role == tlszmq.RoleServer {
+		switch f.verify {
+		case "none":
+		case "optional":
+			cfg.ClientAuth = tlszmq.VerifyClientCertIfGiven
+		case "require":
+			cfg.ClientAuth = tlszmq.RequireAndVerifyClientCert
+		default:
+			return nil, Usagef("-verify %q: want none, optional or require", f.verify)
+		}
+		if cfg.ClientAuth != tlszmq.NoClientCert && f.ca == "" && f.caDir == "" {
+			return nil, Usagef("-verify %s needs -ca or -cadir", f.verify)
+		}
+		return cfg, nil
+	}
+	cfg.ServerName = f.serverName
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	if f.ca == "" && f.caDir == "" {
+		cfg.InsecureSkipVerify = true
+		fmt.Fprintln(stderr, "warning: the server's certificate is not verified (no -ca), as the C++ client did: anyone in the path can read and change the traffic")
+	}
+	return cfg, nil
+}
+
+// Main runs a command and exits: SIGINT and SIGTERM cancel run's context (a server then sends
+// close_notify to its sessions), the messages still queued on closed ZeroMQ sockets get up to
+// a second to leave, and the exit status follows Exit.
+func Main(name string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	tlszmq.FlushZMQ(time.Second)
+	os.Exit(Exit(name, err, os.Stderr))
+}
