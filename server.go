@@ -15,8 +15,20 @@ import (
 // Handler answers one request. It runs on the server's goroutine, one request at a time: keep
 // it short. The reply goes back to the peer; a nil reply with a nil error sends nothing back
 // but the TLS bytes owed (REQ peers then get an empty frame, keeping their lock-step). An error
-// is logged and treated like a nil reply.
+// is logged and treated like a nil reply, except ErrDeferred.
 type Handler func(ctx context.Context, peer *Peer, request [][]byte) (reply [][]byte, err error)
+
+// ErrDeferred is returned by a Handler that will answer later, with Server.Reply, for example
+// once a backend has answered. Until then the frame's other output (session tickets, earlier
+// replies) is held back, so that a lock-step peer gets everything in one reply.
+var ErrDeferred = errors.New("tlszmq: reply deferred")
+
+// PollItem is another socket that Serve polls beside its own; Ready runs on the server's
+// goroutine whenever the socket has a message, and may call Server.Reply.
+type PollItem struct {
+	Socket *zmq.Socket
+	Ready  func(ctx context.Context)
+}
 
 // SinglePart adapts a handler of one-part messages, the C++ peers' kind, to a Handler. A
 // multi-part request reaches it joined into one part.
@@ -58,6 +70,8 @@ type ServerOptions struct {
 	// Logger receives one line per removed session and per dropped message
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// Poll lists other sockets for Serve to poll on its goroutine.
+	Poll []PollItem
 }
 
 // Stats are a server's counters. They are safe to read from any goroutine.
@@ -175,6 +189,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer close(s.done)
 	poller := zmq.NewPoller()
 	poller.Add(s.sock, zmq.POLLIN)
+	for _, item := range s.opts.Poll {
+		poller.Add(item.Socket, zmq.POLLIN)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -188,7 +205,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.shutdown()
 			return fmt.Errorf("tlszmq: server %s: polling: %w", s.endpoint, err)
 		}
-		if len(polled) > 0 {
+		for _, p := range polled {
+			if p.Socket != s.sock {
+				for _, item := range s.opts.Poll {
+					if item.Socket == p.Socket {
+						item.Ready(ctx)
+					}
+				}
+				continue
+			}
 			// Take what is queued, a bounded batch, before looking at the clock again.
 			for range 256 {
 				frames, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
@@ -276,7 +301,9 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 		s.remove(sess, "close_notify received")
 		return
 	}
-	s.reply(sess)
+	if sess.deferred == 0 {
+		s.reply(sess)
+	}
 }
 
 func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, error) {
@@ -293,6 +320,7 @@ func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, 
 	}
 	sess := &session{key: key, e: e, created: now, lastSeen: now,
 		peer: Peer{Identity: route[len(route)-1], Route: route}}
+	sess.peer.sess = sess
 	sess.deframer.max = s.opts.MaxMessageSize
 	s.table.add(sess)
 	s.stats.sessions.Add(1)
@@ -327,29 +355,62 @@ func (s *Server) answer(ctx context.Context, sess *session) error {
 	for _, msg := range msgs {
 		s.stats.messagesIn.Add(1)
 		reply, err := s.handler(ctx, &sess.peer, msg)
+		if errors.Is(err, ErrDeferred) {
+			sess.deferred++
+			continue
+		}
 		if err != nil {
 			s.log.Warn("tlszmq: handler failed", "server", s.endpoint, "peer", sess.peer.String(), "reason", err)
 			continue
 		}
-		if reply == nil {
-			continue
-		}
-		if sess.framed {
-			_, err = sess.e.Write(appendFramed(make([]byte, 0, framedLen(reply)), reply))
-		} else {
-			var one []byte
-			for _, p := range reply {
-				one = append(one, p...)
-			}
-			if len(one) == 0 {
-				continue // the raw format has no empty message
-			}
-			_, err = sess.e.Write(one)
-		}
-		if err != nil {
+		if err := s.write(sess, reply); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// write encrypts one reply into the session's output.
+func (s *Server) write(sess *session, reply [][]byte) error {
+	if reply == nil {
+		return nil
+	}
+	var err error
+	if sess.framed {
+		_, err = sess.e.Write(appendFramed(make([]byte, 0, framedLen(reply)), reply))
+	} else {
+		var one []byte
+		for _, p := range reply {
+			one = append(one, p...)
+		}
+		if len(one) == 0 {
+			return nil // the raw format has no empty message
+		}
+		_, err = sess.e.Write(one)
+	}
+	if err == nil {
 		s.stats.messagesOut.Add(1)
+	}
+	return err
+}
+
+// Reply answers a request whose Handler returned ErrDeferred. It must be called on the
+// server's goroutine (from a Handler or a PollItem's Ready). Once every deferred request of a
+// session is answered, what the session holds goes out in one frame. It fails if the session
+// is gone (closed, timed out, evicted).
+func (s *Server) Reply(peer *Peer, reply [][]byte) error {
+	sess := peer.sess
+	if sess == nil || s.table.get(sess.key) != sess || sess.deferred == 0 {
+		return fmt.Errorf("tlszmq: reply to %s: no deferred request of a live session", peer)
+	}
+	sess.deferred--
+	if err := s.write(sess, reply); err != nil {
+		s.reply(sess)
+		s.remove(sess, err.Error())
+		return err
+	}
+	if sess.deferred == 0 {
+		s.reply(sess)
 	}
 	return nil
 }

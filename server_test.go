@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -385,4 +386,90 @@ func TestServeStopsWithCloseNotify(t *testing.T) {
 	if _, err := c.Recv(rctx); err != io.EOF {
 		t.Fatalf("client after the server stopped: %v, want io.EOF (close_notify)", err)
 	}
+}
+
+// A handler that defers; a backend on another socket answers; Reply sends the answer on the
+// server's goroutine, and lock-step REQ clients get exactly their own reply.
+func TestDeferredReply(t *testing.T) {
+	front, err := zmq.NewSocket(zmq.PAIR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { front.Close() }) // after the server's cleanup: the server polls it
+	ep := fmt.Sprintf("inproc://deferred-%d", time.Now().UnixNano())
+	if err := front.Bind(ep); err != nil {
+		t.Fatal(err)
+	}
+	// The backend upper-cases after a while. Its goroutine owns its socket: ZeroMQ sockets
+	// belong to one goroutine at a time.
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-stopped }()
+	go func() {
+		defer close(stopped)
+		back, _ := zmq.NewSocket(zmq.PAIR)
+		defer back.Close()
+		back.Connect(ep)
+		poller := zmq.NewPoller()
+		poller.Add(back, zmq.POLLIN)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if polled, _ := poller.Poll(20 * time.Millisecond); len(polled) == 0 {
+				continue
+			}
+			msg, err := back.RecvMessageBytes(0)
+			if err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			back.SendMessage(msg[0], bytes.ToUpper(msg[1]))
+		}
+	}()
+
+	pending := map[string]*Peer{}
+	var srv *Server
+	handler := func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+		token := fmt.Sprint(len(pending), time.Now().UnixNano())
+		pending[token] = p
+		front.SendMessage(token, req[0])
+		return nil, ErrDeferred
+	}
+	ready := func(context.Context) {
+		msg, err := front.RecvMessageBytes(0)
+		if err != nil {
+			return
+		}
+		p := pending[string(msg[0])]
+		delete(pending, string(msg[0]))
+		if err := srv.Reply(p, [][]byte{msg[1]}); err != nil {
+			t.Error(err)
+		}
+	}
+	srv = startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", handler, &ServerOptions{Poll: []PollItem{{front, ready}}})
+	ctx := ctxTimeout(t, 10*time.Second)
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := NewClient(mustContext(t, RoleClient, clientConfig()), srv.Endpoint(), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			for j := range 5 {
+				msg := fmt.Sprintf("client %d message %d", i, j)
+				got, err := c.Request(ctx, []byte(msg))
+				if err != nil || string(got[0]) != strings.ToUpper(msg) {
+					t.Errorf("%q: got %q, %v", msg, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -21,6 +21,8 @@ type Peer struct {
 	// Version and CipherSuite are the session's negotiated TLS version and cipher.
 	Version     uint16
 	CipherSuite string
+
+	sess *session // for Server.Reply
 }
 
 // String returns the identity in a printable form.
@@ -33,6 +35,7 @@ type session struct {
 	e        *Engine
 	framed   bool
 	deframer deframer
+	deferred int // requests whose Handler returned ErrDeferred, not yet answered
 	created  time.Time
 	lastSeen time.Time
 	lru      *list.Element // in sessionTable.lru, most recent at the front
