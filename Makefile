@@ -16,8 +16,8 @@ FIPS_DIR  ?= $(HOME)/.cache/tlszmq-fips
 # time is bounded too: Go's fuzzer otherwise spends up to 60 s shrinking each new input, with
 # its exec counter standing still.
 FUZZTIME  ?= 5m
-FUZZTIME_TEST ?= 15s
-FUZZ_TARGETS := FuzzServerEngine FuzzClientEngine
+FUZZTIME_TEST ?= 10s
+FUZZ_TARGETS := FuzzServerEngine FuzzClientEngine FuzzDeframer FuzzSplitEnvelope
 BENCHTIME ?= 1s
 
 FIPS_ENV  := TLSZMQ_FIPS_DIR=$(FIPS_DIR) TLSZMQ_REQUIRE_FIPS=1

@@ -36,8 +36,11 @@ func splitEnvelope(frames [][]byte) (env [][]byte, payload []byte, err error) {
 	return nil, nil, ErrNoDelimiter
 }
 
-// routeKey is the session key of an envelope: every frame of it, length-prefixed, so that two
-// clients with the same identity behind different hops never share a session.
+// RouteKey is the session key of an envelope (the identity frames before the delimiter):
+// every frame of it, length-prefixed, so that two clients with the same identity behind
+// different hops never share a session. Server keys its sessions with it.
+func RouteKey(env [][]byte) string { return routeKey(env) }
+
 func routeKey(env [][]byte) string {
 	var b []byte
 	for _, f := range env {

@@ -25,6 +25,10 @@ type Peer struct {
 	sess *session // for Server.Reply
 }
 
+// Key identifies the peer's session: its whole route, so that two clients with one identity
+// behind different hops never share a key.
+func (p *Peer) Key() string { return routeKey(p.Route) }
+
 // String returns the identity in a printable form.
 func (p *Peer) String() string { return printable(p.Identity) }
 

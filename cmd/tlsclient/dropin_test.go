@@ -153,3 +153,87 @@ func TestClientVerifies(t *testing.T) {
 		t.Fatalf("err %v, stderr %q: want a hostname mismatch", err, errb.String())
 	}
 }
+
+// startCmd runs one of the built commands in dir until the test ends.
+func startCmd(t *testing.T, dir, name string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command(cmdtest.Build(t, name), args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd, &out
+}
+
+// runClient runs tlsclient until it succeeds (the others may still be starting).
+func runClient(t *testing.T, dir string, args ...string) string {
+	var out, errb bytes.Buffer
+	var err error
+	for try := 0; try < 50; try++ {
+		out.Reset()
+		errb.Reset()
+		cl := exec.Command(cmdtest.Build(t, "tlsclient"), append([]string{"-timeout", "2s"}, args...)...)
+		cl.Dir = dir
+		cl.Stdout, cl.Stderr = &out, &errb
+		if err = cl.Run(); err == nil {
+			return out.String()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("tlsclient %v: %v\n%s%s", args, err, out.String(), errb.String())
+	return ""
+}
+
+// The C++ layout with every default: tlsdevice, a tlsserver connected to the device's :5555,
+// and tlsclient through :5556. The client's lines are the C++ client's.
+func TestDropInThroughDevice(t *testing.T) {
+	dir := dropinDir(t)
+	dev, devOut := startCmd(t, dir, "tlsdevice")
+	srv, _ := startCmd(t, dir, "tlsserver", "-connect", "-endpoint", "tcp://localhost:5555")
+	if got, want := runClient(t, dir), "Sending - [hello world!]\nReceived - [Got it!]\n"; got != want {
+		t.Errorf("tlsclient printed %q, want %q", got, want)
+	}
+	for name, cmd := range map[string]*exec.Cmd{"tlsserver": srv, "tlsdevice": dev} {
+		if code, took := stop(t, cmd); code != 0 || took > time.Second {
+			t.Errorf("%s on SIGTERM: exit %d after %v\n%s", name, code, took, devOut.String())
+		}
+	}
+}
+
+// With -pin, every message of a client goes to the server that took its handshake.
+func TestDevicePinsClients(t *testing.T) {
+	dir := t.TempDir()
+	front, back := "ipc://"+filepath.Join(dir, "front.ipc"), "ipc://"+filepath.Join(dir, "back.ipc")
+	startCmd(t, dir, "tlsdevice", "-pin", "-frontend", front, "-backend", back)
+	for _, name := range []string{"server A", "server B"} {
+		startCmd(t, dir, "tlsserver", "-connect", "-endpoint", back, "-reply", name, "-q",
+			"-cert", filepath.Join(certsDir(), "server.crt"), "-key", filepath.Join(certsDir(), "server.key"))
+	}
+	time.Sleep(300 * time.Millisecond) // both servers announce themselves
+	seen := map[string]bool{}
+	for range 4 {
+		out := runClient(t, dir, "-endpoint", front, "-count", "5", "-pattern", "dealer")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		first := ""
+		for _, l := range lines {
+			if strings.HasPrefix(l, "Received - ") {
+				if first == "" {
+					first = l
+				} else if l != first {
+					t.Fatalf("one client's replies came from two servers:\n%s", out)
+				}
+			}
+		}
+		seen[first] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("servers used: %v, want both", seen)
+	}
+}

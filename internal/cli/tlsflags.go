@@ -16,6 +16,7 @@ import (
 
 // TLSFlags are the TLS settings every command takes, turned into a tlszmq.Config by Config.
 type TLSFlags struct {
+	fs                      *flag.FlagSet
 	role                    tlszmq.Role
 	cert, key, ca, caDir    string
 	serverName, verify      string
@@ -30,7 +31,7 @@ type TLSFlags struct {
 // AddTLSFlags defines the TLS flags on fs. cert and key are the defaults of -cert and -key
 // (the C++ server reads server.crt and server.key from its working directory).
 func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags {
-	f := &TLSFlags{role: role}
+	f := &TLSFlags{fs: fs, role: role}
 	if role == tlszmq.RoleServer {
 		fs.StringVar(&f.cert, "cert", cert, "certificate file (PEM, leaf first, then its chain)")
 		fs.StringVar(&f.key, "key", key, "private key file (PEM)")
@@ -65,6 +66,26 @@ func version(flagName, v string) (uint16, error) {
 		return tlszmq.VersionTLS13, nil
 	}
 	return 0, Usagef("-%s %q: want 1.2 or 1.3", flagName, v)
+}
+
+// ClientConfig builds a client Config from server-role flags (tlsdevice's originate mode):
+// -cert and -key name a client certificate only when given explicitly, -ca verifies the
+// upstream server, and host is the upstream's host name.
+func (f *TLSFlags) ClientConfig(host string, stderr io.Writer) (*tlszmq.Config, error) {
+	c := *f
+	c.role = tlszmq.RoleClient
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if !set["cert"] {
+		c.cert = ""
+	}
+	if !set["key"] {
+		c.key = ""
+	}
+	if set["verify"] {
+		return nil, Usagef("-verify is for the server side; the upstream server is verified with -ca")
+	}
+	return c.Config(host, stderr)
 }
 
 // Config builds the tlszmq.Config the flags describe, checking that the files exist. host is

@@ -1,0 +1,207 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq"
+)
+
+// PassThrough forwards TLS bytes between clients and servers untouched: encryption stays end
+// to end. Without Pin it is the C++ device, a ROUTER for clients and a DEALER for servers; the
+// DEALER hands each message to the next server in turn, which splits a client's TLS stream
+// when more than one server is connected. With Pin the backend is a ROUTER and every client
+// stays with the server it first reached. A pinned server must announce itself when it
+// connects (tlsserver -connect does, with ZMQ_PROBE_ROUTER); the C++ server does not, and
+// libzmq 4.3's ZMQ_ROUTER_NOTIFY, which would reveal it, is a draft API that Debian's build
+// leaves out.
+type PassThrough struct {
+	front, back       *zmq.Socket
+	frontEP, backEP   string
+	pin               bool
+	pins              *pins
+	log               *slog.Logger
+	forwarded, errors atomic.Int64
+	backends          atomic.Int64 // pinned servers known, for readers on other goroutines
+}
+
+// NewPassThrough binds the client side (frontend) and the server side (backend).
+func NewPassThrough(frontend, backend string, pin bool, maxClients int, log *slog.Logger) (*PassThrough, error) {
+	front, frontEP, err := newRouter(frontend, pin)
+	if err != nil {
+		return nil, err
+	}
+	d := &PassThrough{front: front, frontEP: frontEP, pin: pin, log: logger(log)}
+	if pin {
+		d.back, d.backEP, err = newRouter(backend, true)
+		d.pins = newPins(maxClients)
+	} else {
+		d.back, err = zmq.NewSocket(zmq.DEALER)
+		if err == nil {
+			d.back.SetLinger(500 * time.Millisecond)
+			if err = d.back.Bind(backend); err == nil {
+				d.backEP, _ = d.back.GetLastEndpoint()
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("binding %s: %w", backend, err)
+		}
+	}
+	if err != nil {
+		front.Close()
+		if d.back != nil {
+			d.back.Close()
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
+// Endpoints returns the bound frontend and backend endpoints.
+func (d *PassThrough) Endpoints() (frontend, backend string) { return d.frontEP, d.backEP }
+
+// Run forwards until ctx ends, then closes the sockets.
+func (d *PassThrough) Run(ctx context.Context) error {
+	defer d.front.Close()
+	defer d.back.Close()
+	if !d.pin {
+		return d.proxy(ctx)
+	}
+	poller := zmq.NewPoller()
+	poller.Add(d.front, zmq.POLLIN)
+	poller.Add(d.back, zmq.POLLIN)
+	for ctx.Err() == nil {
+		polled, err := poller.Poll(50 * time.Millisecond)
+		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+			return err
+		}
+		for _, p := range polled {
+			for range 256 {
+				msg, err := p.Socket.RecvMessageBytes(zmq.DONTWAIT)
+				if err != nil {
+					break
+				}
+				if p.Socket == d.front {
+					d.toBackend(msg)
+				} else {
+					d.toFrontend(msg)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// proxy runs libzmq's own proxy, stopped through its control socket when ctx ends.
+func (d *PassThrough) proxy(ctx context.Context) error {
+	ep := fmt.Sprintf("inproc://tlsdevice-control-%p", d)
+	ctl, err := zmq.NewSocket(zmq.PAIR)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	if err := ctl.Bind(ep); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		stop, err := zmq.NewSocket(zmq.PAIR)
+		if err != nil {
+			return
+		}
+		defer stop.Close()
+		stop.Connect(ep)
+		select {
+		case <-ctx.Done():
+			stop.Send("TERMINATE", 0)
+		case <-done:
+		}
+	}()
+	err = zmq.ProxySteerable(d.front, d.back, nil, ctl)
+	close(done)
+	<-stopped
+	return err
+}
+
+// toBackend passes a client's message to its server: [server, client envelope, "", tls].
+func (d *PassThrough) toBackend(msg [][]byte) {
+	env := envelopeOf(msg)
+	if env == nil {
+		d.log.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
+		return
+	}
+	key := tlszmq.RouteKey(env)
+	for range 2 { // a second try after a server turned out to be gone
+		server, err := d.pins.backendFor(key)
+		if err != nil {
+			d.errors.Add(1)
+			d.log.Warn("tlsdevice: client message dropped", "client", printable(string(env[len(env)-1])), "reason", err)
+			return
+		}
+		frames := make([]any, 0, len(msg)+1)
+		frames = append(frames, server)
+		for _, f := range msg {
+			frames = append(frames, f)
+		}
+		_, err = d.back.SendMessageDontwait(frames...)
+		if err == nil {
+			d.forwarded.Add(1)
+			return
+		}
+		if !isHostUnreachable(err) {
+			d.log.Warn("tlsdevice: forwarding failed", "server", printable(server), "reason", err)
+			return
+		}
+		d.log.Info("tlsdevice: server gone", "server", printable(server))
+		d.pins.forget(server)
+		d.backends.Store(int64(d.pins.count()))
+	}
+}
+
+// toFrontend passes a server's message back to the client, or records an announcement.
+func (d *PassThrough) toFrontend(msg [][]byte) {
+	if len(msg) == 0 {
+		return
+	}
+	server := string(msg[0])
+	if d.pins.announce(server) {
+		d.backends.Store(int64(d.pins.count()))
+		d.log.Info("tlsdevice: server connected", "server", printable(server), "servers", d.pins.count())
+	}
+	if len(msg) < 3 {
+		return // an announcement (ZMQ_PROBE_ROUTER's empty message)
+	}
+	frames := make([]any, 0, len(msg)-1)
+	for _, f := range msg[1:] {
+		frames = append(frames, f)
+	}
+	if _, err := d.front.SendMessageDontwait(frames...); err != nil {
+		d.log.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(msg[1])), "reason", err)
+		return
+	}
+	d.forwarded.Add(1)
+}
+
+// Backends returns how many pinned servers have announced themselves (0 without Pin).
+func (d *PassThrough) Backends() int { return int(d.backends.Load()) }
+
+// envelopeOf returns the identity frames before the first empty frame, nil if there are none.
+func envelopeOf(msg [][]byte) [][]byte {
+	for i, f := range msg {
+		if len(f) == 0 {
+			if i == 0 {
+				return nil
+			}
+			return msg[:i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// WorkerFunc answers one plaintext request that a terminating device passed on.
+type WorkerFunc func(identity []byte, subject string, request [][]byte) [][]byte
+
+// RunWorker connects to a terminating device's backend, announces itself and answers requests
+// until ctx ends.
+func RunWorker(ctx context.Context, endpoint string, h WorkerFunc) error {
+	sock, err := zmq.NewSocket(zmq.ROUTER)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+	sock.SetLinger(500 * time.Millisecond)
+	if err := sock.SetProbeRouter(1); err != nil {
+		return err
+	}
+	if err := sock.Connect(endpoint); err != nil {
+		return fmt.Errorf("worker: connecting to %s: %w", endpoint, err)
+	}
+	poller := zmq.NewPoller()
+	poller.Add(sock, zmq.POLLIN)
+	for ctx.Err() == nil {
+		polled, err := poller.Poll(50 * time.Millisecond)
+		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+			return err
+		}
+		if len(polled) == 0 {
+			continue
+		}
+		msg, err := sock.RecvMessageBytes(0)
+		if err != nil {
+			return err
+		}
+		// [device, token, "", identity, subject, part...]
+		if len(msg) < 5 || len(msg[2]) != 0 {
+			continue
+		}
+		reply := h(msg[3], string(msg[4]), msg[5:])
+		frames := []any{msg[0], msg[1], ""}
+		for _, p := range reply {
+			frames = append(frames, p)
+		}
+		sock.SendMessage(frames...)
+	}
+	return nil
+}
