@@ -76,8 +76,15 @@ func (h *ctxHandle) release() {
 	if h.refs--; h.refs == 0 && h.c != nil {
 		C.tz_ctx_free(h.c)
 		h.c = nil
+		liveContexts.Add(-1)
 	}
 }
+
+// cHeapInUse returns the bytes the C heap has in use, -1 where the C library cannot tell.
+func cHeapInUse() int64 { return int64(C.tz_c_heap_in_use()) }
+
+// liveContexts counts the C contexts made and not yet freed, for the leak tests.
+var liveContexts atomic.Int64
 
 // NewContext loads cfg into a new OpenSSL context for role. A nil cfg is the zero Config. Every
 // failure names the step and quotes OpenSSL's reasons: a missing file, a key that does not match
@@ -166,6 +173,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 		}
 		return nil, e
 	}
+	liveContexts.Add(1)
 	ctx := &Context{role: role, cfg: cfg, h: &ctxHandle{c: c, refs: 1}}
 	ctx.cleanup = runtime.AddCleanup(ctx, (*ctxHandle).release, ctx.h)
 	return ctx, nil

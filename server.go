@@ -106,6 +106,8 @@ type Server struct {
 	table    *sessionTable
 	stats    stats
 
+	mu       sync.Mutex
+	started  bool // Serve has run, or Close has closed the socket without it
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -184,8 +186,16 @@ func (s *Server) Stats() Stats {
 }
 
 // Serve answers clients until ctx ends or Close is called. Then it sends close_notify to every
-// established session, closes the socket and returns nil. Serve must be called once.
+// established session, closes the socket and returns nil. Serve runs once: a second call, or a
+// call after Close, returns ErrClosed.
 func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return fmt.Errorf("tlszmq: server %s: %w", s.endpoint, ErrClosed)
+	}
+	s.started = true
+	s.mu.Unlock()
 	defer close(s.done)
 	poller := zmq.NewPoller()
 	poller.Add(s.sock, zmq.POLLIN)
@@ -228,8 +238,16 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // Close stops Serve (from any goroutine) and waits for it to send close_notify to every
-// session and return.
+// session and return. A server that never served just closes its socket. Close is idempotent.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	if !s.started {
+		s.started = true
+		s.mu.Unlock()
+		s.stopOnce.Do(func() { close(s.stop); close(s.done) })
+		return s.sock.Close()
+	}
+	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 	return nil

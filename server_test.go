@@ -477,3 +477,20 @@ func TestDeferredReply(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestCloseWithoutServe(t *testing.T) {
+	srv, err := NewServer(mustContext(t, RoleServer, serverConfig("server")), "tcp://127.0.0.1:*", echo, &ServerOptions{Logger: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.Close(); srv.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close without Serve hangs")
+	}
+	if err := srv.Serve(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+}

@@ -10,6 +10,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +104,16 @@ static void tz_fail_text(tz_err *e, const char *where, const char *text)
 }
 
 /* ---- contexts --------------------------------------------------------------------------- */
+
+long long tz_c_heap_in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+	struct mallinfo2 m = mallinfo2();
+	return (long long)(m.uordblks + m.hblkhd);
+#else
+	return -1;
+#endif
+}
 
 int tz_init(void)
 {

@@ -100,6 +100,10 @@ typedef struct tz_conn {
 	tz_err err;               /* the first fatal error (sticky) */
 } tz_conn;
 
+/* Bytes the C heap has in use (glibc's mallinfo2: arenas and mmapped blocks), -1 where the C
+ * library cannot tell. For the leak tests. */
+long long tz_c_heap_in_use(void);
+
 /* Initialises OpenSSL once, without an atexit cleanup. 1 on success. */
 int tz_init(void);
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/tlszmq/tlszmq/bio"
@@ -107,10 +108,14 @@ func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error
 		ctx.h.release()
 		return nil, newError(&cerr)
 	}
+	liveConns.Add(1)
 	e := &Engine{ctx: ctx.h, c: c, role: role, debug: ctx.cfg.Debug}
 	e.cleanup = runtime.AddCleanup(e, freeConn, connHandle{c, ctx.h})
 	return e, nil
 }
+
+// liveConns counts the C connections made and not yet freed, for the leak tests.
+var liveConns atomic.Int64
 
 // connHandle is what the safety finalizer needs to free an Engine's C objects.
 type connHandle struct {
@@ -120,6 +125,7 @@ type connHandle struct {
 
 func freeConn(h connHandle) {
 	C.tz_conn_free(h.c)
+	liveConns.Add(-1)
 	h.ctx.release()
 }
 
@@ -426,6 +432,9 @@ func (e *Engine) pump(in, app []byte, flags C.int) int {
 	if e.state&C.TZ_FATAL != 0 && e.err == nil {
 		e.err = connError(e.c)
 	}
+	// Storage borrowed for output that did not come goes back to the pool at once.
+	e.out.Trim()
+	e.plain.Trim()
 	runtime.KeepAlive(e)
 	return written
 }

@@ -18,6 +18,7 @@ package bio
 import (
 	"errors"
 	"io"
+	"sync"
 )
 
 // ErrWouldBlock is returned by [Buffer.Read] when the Buffer is empty but not closed: more
@@ -33,13 +34,21 @@ var ErrClosed = errors.New("bio: write after close")
 // messages keeps its storage and allocates nothing.
 const shrinkAbove = 64 << 10
 
+// poolCap is the size of the storage Buffers borrow from a pool shared by all of them, and give
+// back as soon as they are drained: an idle endpoint holds no storage, and the steady state of
+// small messages allocates nothing.
+const poolCap = 64 << 10
+
+var pool = sync.Pool{New: func() any { b := make([]byte, 0, poolCap); return &b }}
+
 // Buffer is a FIFO byte queue with memory-BIO semantics. The zero value is an empty, open
 // Buffer ready to use.
 type Buffer struct {
-	buf  []byte // unread bytes are buf[off:]
-	off  int
-	peak int // the most unread bytes since the Buffer was last emptied
-	eof  bool
+	buf    []byte // unread bytes are buf[off:]
+	off    int
+	peak   int     // the most unread bytes since the Buffer was last emptied
+	pooled *[]byte // the pool's handle on buf's storage, when it came from the pool
+	eof    bool
 }
 
 // Len returns the number of unread bytes.
@@ -65,10 +74,18 @@ func (b *Buffer) Spare(n int) []byte {
 	if b.off > 0 && b.off == len(b.buf) {
 		b.buf, b.off = b.buf[:0], 0
 	}
+	if b.buf == nil && n <= poolCap {
+		b.pooled = pool.Get().(*[]byte)
+		b.buf = (*b.pooled)[:0]
+	}
 	if cap(b.buf)-len(b.buf) < n {
 		unread := len(b.buf) - b.off
 		grown := make([]byte, unread, max(2*cap(b.buf), unread+n))
 		copy(grown, b.buf[b.off:])
+		if b.pooled != nil {
+			pool.Put(b.pooled)
+			b.pooled = nil
+		}
 		b.buf, b.off = grown, 0
 	}
 	return b.buf[len(b.buf):cap(b.buf)]
@@ -118,25 +135,35 @@ func (b *Buffer) CloseWrite() { b.eof = true }
 // Closed reports whether CloseWrite has been called.
 func (b *Buffer) Closed() bool { return b.eof }
 
-// Release empties the Buffer and lets its storage go. The end-of-stream mark stays.
-func (b *Buffer) Release() { b.buf, b.off, b.peak = nil, 0, 0 }
+// Release empties the Buffer and lets its storage go (back to the shared pool where it came
+// from there). The end-of-stream mark stays.
+func (b *Buffer) Release() {
+	if b.pooled != nil {
+		pool.Put(b.pooled)
+		b.pooled = nil
+	}
+	b.buf, b.off, b.peak = nil, 0, 0
+}
 
-// Trim lets the storage of an empty Buffer go if it is larger than a small message needs; an
-// idle endpoint calls it to keep its memory small. It does nothing to a Buffer with unread bytes.
+// Trim lets the storage of an empty Buffer go if it came from the pool or is larger than a
+// small message needs; an idle endpoint calls it to keep its memory small. It does nothing to
+// a Buffer with unread bytes.
 func (b *Buffer) Trim() {
-	if b.Len() == 0 && cap(b.buf) > shrinkAbove {
+	if b.Len() == 0 && (b.pooled != nil || cap(b.buf) > shrinkAbove) {
 		b.Release()
 	}
 }
 
-// compact resets an emptied Buffer, letting large storage go when it was mostly unused.
+// compact resets an emptied Buffer: pooled storage goes back to the pool, large storage goes
+// when it was mostly unused.
 func (b *Buffer) compact() {
 	if b.off < len(b.buf) {
 		return
 	}
-	if cap(b.buf) > shrinkAbove && b.peak < cap(b.buf)/4 {
-		b.buf = nil
-	} else {
+	switch {
+	case b.pooled != nil, cap(b.buf) > shrinkAbove && b.peak < cap(b.buf)/4:
+		b.Release()
+	default:
 		b.buf = b.buf[:0]
 	}
 	b.off, b.peak = 0, 0

@@ -29,10 +29,15 @@ type Terminate struct {
 	back    *zmq.Socket
 	backEP  string
 	pins    *pins
-	pending map[uint64]*tlszmq.Peer
+	pending map[uint64]pendingRequest
 	next    uint64
 	log     *slog.Logger
 	workers atomic.Int64
+}
+
+type pendingRequest struct {
+	peer   *tlszmq.Peer
+	worker string
 }
 
 // maxPending bounds the requests waiting for a worker; a request beyond it is refused.
@@ -44,7 +49,7 @@ func NewTerminate(ctx *tlszmq.Context, frontend, backend string, opts tlszmq.Ser
 	if err != nil {
 		return nil, err
 	}
-	d := &Terminate{back: back, backEP: backEP, pins: newPins(maxClients), pending: map[uint64]*tlszmq.Peer{}, log: logger(opts.Logger)}
+	d := &Terminate{back: back, backEP: backEP, pins: newPins(maxClients), pending: map[uint64]pendingRequest{}, log: logger(opts.Logger)}
 	opts.Poll = append(opts.Poll, tlszmq.PollItem{Socket: back, Ready: d.fromWorker})
 	d.srv, err = tlszmq.NewServer(ctx, frontend, d.toWorker, &opts)
 	if err != nil {
@@ -92,15 +97,13 @@ func (d *Terminate) toWorker(_ context.Context, peer *tlszmq.Peer, req [][]byte)
 		}
 		_, err = d.back.SendMessageDontwait(frames...)
 		if err == nil {
-			d.pending[d.next] = peer
+			d.pending[d.next] = pendingRequest{peer, worker}
 			return nil, tlszmq.ErrDeferred
 		}
 		if !isHostUnreachable(err) {
 			return nil, fmt.Errorf("to worker %s: %w", printable(worker), err)
 		}
-		d.log.Info("tlsdevice: worker gone", "worker", printable(worker))
-		d.pins.forget(worker)
-		d.workers.Store(int64(d.pins.count()))
+		d.forget(worker)
 	}
 	return nil, errNoBackend
 }
@@ -125,13 +128,27 @@ func (d *Terminate) fromWorker(context.Context) {
 			continue
 		}
 		token := binary.BigEndian.Uint64(msg[1])
-		peer, ok := d.pending[token]
+		req, ok := d.pending[token]
 		if !ok {
 			continue // the client is gone, or the token is not ours
 		}
 		delete(d.pending, token)
-		if err := d.srv.Reply(peer, msg[3:]); err != nil {
-			d.log.Info("tlsdevice: reply dropped", "client", peer.String(), "reason", err)
+		if err := d.srv.Reply(req.peer, msg[3:]); err != nil {
+			d.log.Info("tlsdevice: reply dropped", "client", req.peer.String(), "reason", err)
+		}
+	}
+}
+
+// forget drops a worker that is gone; the requests it held are answered with nothing, so that
+// their clients learn at once instead of waiting for their timeout.
+func (d *Terminate) forget(worker string) {
+	d.log.Info("tlsdevice: worker gone", "worker", printable(worker))
+	d.pins.forget(worker)
+	d.workers.Store(int64(d.pins.count()))
+	for token, req := range d.pending {
+		if req.worker == worker {
+			delete(d.pending, token)
+			d.srv.Reply(req.peer, nil)
 		}
 	}
 }
