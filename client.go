@@ -282,14 +282,14 @@ func (c *Client) Request(ctx context.Context, parts ...[]byte) ([][]byte, error)
 	return c.Recv(ctx)
 }
 
-// Close sends close_notify when the socket can send it, then closes the socket (waiting at most
-// half a second for queued messages to leave) and frees the engine. It is idempotent.
+// Close sends close_notify if the session is established, then closes the socket (queued
+// messages get half a second to leave; see FlushZMQ) and frees the engine. It is idempotent.
 func (c *Client) Close() error {
 	if c.closed {
 		return nil
 	}
 	c.closed = true
-	if c.e.HandshakeComplete() && c.e.Err() == nil && !c.owed {
+	if c.e.HandshakeComplete() && c.e.Err() == nil {
 		if c.e.Shutdown() == nil {
 			c.flushQuiet()
 		}
@@ -347,14 +347,9 @@ func (c *Client) flush() error {
 	return nil
 }
 
-// flushQuiet sends a pending alert where the socket allows it, ignoring failures: the session
-// is over either way.
-func (c *Client) flushQuiet() {
-	if c.opts.Pattern == REQ && c.owed {
-		return
-	}
-	c.flush()
-}
+// flushQuiet sends a pending alert or close_notify, ignoring failures: the session is over
+// either way. A REQ socket may send while a reply is owed: it is ZMQ_REQ_RELAXED.
+func (c *Client) flushQuiet() { c.flush() }
 
 // recvFrame waits for one message until the time given and returns its payload.
 func (c *Client) recvFrame(ctx context.Context, until time.Time, what string) ([]byte, error) {

@@ -1,9 +1,11 @@
 package tlszmq_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 
 	"github.com/tlszmq/tlszmq"
 )
@@ -101,4 +103,73 @@ func ExampleCertificateVerificationError() {
 	}
 	// Output:
 	// 62 hostname mismatch
+}
+
+// A server and a client over ZeroMQ: the C++ peers' exchange, on inproc here; any transport
+// works the same.
+func ExampleServer() {
+	serverCtx, err := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server.crt", KeyFile: "testdata/certs/server.key"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer serverCtx.Close()
+	srv, err := tlszmq.NewServer(serverCtx, "inproc://example-server",
+		tlszmq.SinglePart(func(_ context.Context, peer *tlszmq.Peer, req []byte) ([]byte, error) {
+			fmt.Printf("Received: %s\n", req)
+			return []byte("Got it!"), nil
+		}), &tlszmq.ServerOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error)
+	go func() { served <- srv.Serve(ctx) }()
+
+	clientCtx, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile: "testdata/certs/ca.crt", ServerName: "localhost"})
+	defer clientCtx.Close()
+	c, _ := tlszmq.NewClient(clientCtx, "inproc://example-server", &tlszmq.ClientOptions{Pattern: tlszmq.REQ})
+	reply, err := c.Request(context.Background(), []byte("hello world!"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("Received - [%s]\n", reply[0])
+	c.Close()
+	stop()
+	<-served
+	fmt.Println(srv.Stats().HandshakesDone, "handshake")
+	// Output:
+	// Received: hello world!
+	// Received - [Got it!]
+	// 1 handshake
+}
+
+// Multi-part messages between tlszmq peers, pipelined on a DEALER socket.
+func ExampleClient() {
+	serverCtx, _ := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server-ec.crt", KeyFile: "testdata/certs/server-ec.key"})
+	defer serverCtx.Close()
+	srv, _ := tlszmq.NewServer(serverCtx, "inproc://example-client",
+		func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) {
+			return append([][]byte{[]byte("parts:")}, req...), nil
+		}, &tlszmq.ServerOptions{Logger: slog.New(slog.DiscardHandler)})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go srv.Serve(ctx)
+
+	clientCtx, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile: "testdata/certs/ca.crt", ServerName: "localhost"})
+	defer clientCtx.Close()
+	c, _ := tlszmq.NewClient(clientCtx, "inproc://example-client", &tlszmq.ClientOptions{Pattern: tlszmq.DEALER})
+	defer c.Close()
+	c.Send(ctx, []byte("one"), []byte("two"))
+	c.Send(ctx, []byte("three"))
+	for range 2 {
+		msg, _ := c.Recv(ctx)
+		fmt.Printf("%q\n", msg)
+	}
+	// Output:
+	// ["parts:" "one" "two"]
+	// ["parts:" "three"]
 }

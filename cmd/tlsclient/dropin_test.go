@@ -237,3 +237,13 @@ func TestDevicePinsClients(t *testing.T) {
 		t.Fatalf("servers used: %v, want both", seen)
 	}
 }
+
+// SIGTERM while waiting for a server: exit 0 within a second.
+func TestClientStopsOnSignal(t *testing.T) {
+	dir := t.TempDir()
+	cl, out := startCmd(t, dir, "tlsclient", "-endpoint", "ipc://"+filepath.Join(dir, "nobody.ipc"), "-timeout", "30s")
+	time.Sleep(300 * time.Millisecond)
+	if code, took := stop(t, cl); code != 0 || took > time.Second {
+		t.Fatalf("exit %d after %v, want 0 within a second\n%s", code, took, out.String())
+	}
+}

@@ -74,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "Sending - [%s]\n", *message)
 		reply, err := c.Request(ctx, []byte(*message))
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // SIGINT or SIGTERM: Close sends close_notify; a clean stop
+			}
 			return err
 		}
 		var text []byte
