@@ -286,13 +286,12 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 		if !wasDone && !fresh && isClientHello(payload) {
 			// A client that restarted mid-handshake: start over with this ClientHello.
 			s.remove(sess, "a new ClientHello during the handshake: the client started over")
-			if sess, err = s.newSession(key, env, now); err == nil {
-				s.table.touch(sess, now)
-				err = sess.e.PutData(payload)
-			}
-			if sess == nil {
+			if sess, err = s.newSession(key, env, now); err != nil {
+				s.log.Error("tlszmq: no session", "server", s.endpoint, "peer", printable(env[len(env)-1]), "reason", err)
 				return
 			}
+			s.table.touch(sess, now)
+			err = sess.e.PutData(payload)
 		}
 		if err != nil {
 			if !wasDone {
