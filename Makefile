@@ -7,7 +7,7 @@ GO        ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
 # Debian packages the build and the tests need.
-APT_PKGS  := libzmq3-dev libssl-dev pkg-config gcc g++ make dpkg-dev perl
+APT_PKGS  := libzmq3-dev libssl-dev pkg-config gcc g++ cppzmq-dev make dpkg-dev perl
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Where testdata/fips/build.sh keeps the FIPS provider it builds.
@@ -23,7 +23,7 @@ BENCHTIME ?= 1s
 FIPS_ENV  := TLSZMQ_FIPS_DIR=$(FIPS_DIR) TLSZMQ_REQUIRE_FIPS=1
 
 .PHONY: all deps build demo test test-unit test-race test-asan test-checkptr fuzz fuzz-short \
-        fips vet bench certs clean
+        fips vet bench certs clean interop cpp-peer
 
 all: build
 
@@ -77,6 +77,16 @@ fuzz: deps
 	    echo "fuzz: $$t for $(FUZZTIME)"; \
 	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s . || exit 1; \
 	done
+
+# Interoperability with peers that share no code with tlszmq (make test runs it too).
+interop: deps
+	$(GO) test -count=1 -v -run 'Cpp' ./internal/interop/
+	$(GO) test -count=1 -run 'DropInAgainstCppPeer' ./cmd/tlsclient/
+
+# The C++ TLSZMQ test peer, for trying by hand: bin/tlszmq_peer --mode server|client|device.
+cpp-peer: deps
+	mkdir -p bin
+	g++ -O2 -std=c++17 -o bin/tlszmq_peer testdata/cpp/tlszmq_peer.cpp -lzmq -lssl -lcrypto
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) .

@@ -43,8 +43,9 @@ type ClientOptions struct {
 	// Timeout bounds the handshake and each Recv when their context has no deadline
 	// (default DefaultTimeout).
 	Timeout time.Duration
-	// FinishedWait is how long a REQ client waits for the server's answer to its last
+	// FinishedWait is how long a REQ client waits for a C++ server's answer to its last
 	// handshake flight before it sends data without one (default 1 s); see Client.Handshake.
+	// A tlszmq server always answers, and is waited for until the handshake's deadline.
 	FinishedWait time.Duration
 	// MaxMessageSize is the largest ZeroMQ message and message part accepted
 	// (default DefaultMaxMessageSize).
@@ -163,8 +164,9 @@ func (c *Client) ConnectionState() ConnectionState { return c.e.ConnectionState(
 // The client finishes the handshake before it sends any data: its last flight (TLS 1.3's
 // Finished) goes alone, and it takes the server's answer to it (the session tickets) before
 // the first message. The C++ original server loses the tickets when Finished and data arrive
-// in one frame, which breaks the session; a REQ client that gets no answer to that flight
-// within FinishedWait (a server without tickets that answers nothing) sends its data anyway.
+// in one frame, which breaks the session. A C++ server without tickets answers nothing to that
+// flight: a REQ client that gets no answer within FinishedWait sends its data anyway (a
+// tlszmq server always answers, and is waited for).
 func (c *Client) Handshake(ctx context.Context) error {
 	if err := c.usable(); err != nil {
 		return err
@@ -204,13 +206,16 @@ func (c *Client) Handshake(ctx context.Context) error {
 	if c.opts.Pattern == DEALER {
 		return nil // the answer, if any, arrives before the replies to what follows
 	}
-	wait := time.Now().Add(c.opts.FinishedWait)
-	if wait.After(until) {
-		wait = until
+	// A tlszmq server (the framed protocol was negotiated) answers every frame, so its answer
+	// is waited for as long as the handshake may take; only a server without it, a C++ one,
+	// may never answer, and gets FinishedWait.
+	wait := until
+	if short := time.Now().Add(c.opts.FinishedWait); !c.framed && short.Before(until) {
+		wait = short
 	}
 	payload, err := c.recvFrame(ctx, wait, "answer to the last handshake flight from "+c.endpoint)
 	switch {
-	case errors.Is(err, ErrTimeout):
+	case errors.Is(err, ErrTimeout) && !c.framed:
 		c.owed = false // REQ_RELAXED lets the next request go
 		return nil
 	case err != nil:

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -65,7 +64,7 @@ func payloadOf(frames [][]byte) []byte {
 func printable(id []byte) string {
 	s := string(id)
 	if s != "" && strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0 {
-		return strconv.Quote(s)
+		return s
 	}
 	return fmt.Sprintf("0x%x", id)
 }

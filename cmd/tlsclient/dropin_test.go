@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tlszmq/tlszmq"
-	"github.com/tlszmq/tlszmq/cmd/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/cmdtest"
 )
 
 // certsDir is testdata/certs.
@@ -245,5 +245,52 @@ func TestClientStopsOnSignal(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if code, took := stop(t, cl); code != 0 || took > time.Second {
 		t.Fatalf("exit %d after %v, want 0 within a second\n%s", code, took, out.String())
+	}
+}
+
+// The drop-in case against the C++ peer: each Go command with no flags, in the same working
+// directory as the C++ program it stands in for, prints the lines the C++ one prints.
+func TestDropInAgainstCppPeer(t *testing.T) {
+	dir := dropinDir(t)
+	peer := cmdtest.CppPeer(t)
+
+	// Go tlsclient → C++ server.
+	srv := exec.Command(peer, "--mode", "server")
+	srv.Dir = dir
+	var srvOut bytes.Buffer
+	srv.Stdout = &srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got := runClient(t, dir)
+	srv.Process.Kill()
+	srv.Wait()
+	if want := "Sending - [hello world!]\nReceived - [Got it!]\n"; got != want {
+		t.Errorf("tlsclient against the C++ server printed %q, want %q", got, want)
+	}
+	if want := "Received: hello world!\nsending data - [Got it!]\n"; srvOut.String() != want {
+		t.Errorf("the C++ server printed %q", srvOut.String())
+	}
+
+	// C++ client → Go tlsserver.
+	gosrv, goOut, _ := startServer(t, dir)
+	var out []byte
+	var err error
+	for try := 0; try < 50; try++ {
+		cl := exec.Command(peer, "--mode", "client")
+		cl.Dir = dir
+		if out, err = cl.Output(); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if want := "Sending - [hello world!]\nReceived - [Got it!]\n"; err != nil || string(out) != want {
+		t.Errorf("the C++ client against tlsserver: %v, printed %q, want %q", err, out, want)
+	}
+	if code, _ := stop(t, gosrv); code != 0 {
+		t.Errorf("tlsserver exit %d", code)
+	}
+	if want := "Received: hello world!\nsending data - [Got it!]\n"; goOut.String() != want {
+		t.Errorf("tlsserver printed %q, the C++ server prints %q", goOut.String(), want)
 	}
 }

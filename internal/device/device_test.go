@@ -13,6 +13,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/cmdtest"
 )
 
 func certs(name string) string {
@@ -21,28 +22,6 @@ func certs(name string) string {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func context_(t *testing.T, role tlszmq.Role, cfg *tlszmq.Config) *tlszmq.Context {
-	ctx, err := tlszmq.NewContext(role, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctx.Close() })
-	return ctx
-}
-
-// run starts fn in a goroutine until the test ends.
-func run(t *testing.T, fn func(ctx context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("stopped with %v", err)
-		}
-	})
-}
 
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
@@ -64,7 +43,7 @@ func named(name string) tlszmq.Handler {
 // clientsStayPinned sends requests from several clients and checks that each client's
 // replies all come from one backend, and that every backend served some client.
 func clientsStayPinned(t *testing.T, endpoint string, ccfg *tlszmq.Config, backends int) {
-	cctx := context_(t, tlszmq.RoleClient, ccfg)
+	cctx := cmdtest.Context(t, tlszmq.RoleClient, ccfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	used := map[string]bool{}
@@ -105,14 +84,14 @@ func TestPassThroughPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	front, back := d.Endpoints()
-	run(t, d.Run)
-	sctx := context_(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server-ec.crt"), KeyFile: certs("server-ec.key")})
+	cmdtest.Serve(t, d.Run)
+	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server-ec.crt"), KeyFile: certs("server-ec.key")})
 	for _, name := range []string{"A", "B"} {
 		srv, err := tlszmq.NewServer(sctx, back, named(name), &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		run(t, srv.Serve)
+		cmdtest.Serve(t, srv.Serve)
 	}
 	waitFor(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
 	clientsStayPinned(t, front, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"}, 2)
@@ -125,30 +104,30 @@ func TestPassThroughLikeCpp(t *testing.T) {
 		t.Fatal(err)
 	}
 	front, back := d.Endpoints()
-	run(t, d.Run)
-	sctx := context_(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
+	cmdtest.Serve(t, d.Run)
+	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
 	srv, err := tlszmq.NewServer(sctx, back, named("only"), &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, srv.Serve)
+	cmdtest.Serve(t, srv.Serve)
 	clientsStayPinned(t, front, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"}, 1)
 }
 
 // The device terminates TLS and hands plaintext to two workers, with the client's identity and
 // verified certificate subject; each client stays with one worker.
 func TestTerminate(t *testing.T) {
-	sctx := context_(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key"),
+	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key"),
 		CAFile: certs("ca.crt"), ClientAuth: tlszmq.RequireAndVerifyClientCert})
 	d, err := NewTerminate(sctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", tlszmq.ServerOptions{Logger: quiet()}, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	front, back := d.Endpoints()
-	run(t, d.Run)
+	cmdtest.Serve(t, d.Run)
 	subjects := make(chan string, 100)
 	for _, name := range []string{"W1", "W2"} {
-		run(t, func(ctx context.Context) error {
+		cmdtest.Serve(t, func(ctx context.Context) error {
 			return RunWorker(ctx, back, func(id []byte, subject string, req [][]byte) [][]byte {
 				subjects <- subject
 				return [][]byte{[]byte(name), id, req[0]}
@@ -165,7 +144,7 @@ func TestTerminate(t *testing.T) {
 
 // Plaintext clients reach the device, which carries their messages over TLS to a server.
 func TestOriginate(t *testing.T) {
-	sctx := context_(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
+	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
 	var tlsPeers sync.Map
 	srv, err := tlszmq.NewServer(sctx, "tcp://127.0.0.1:*", func(_ context.Context, p *tlszmq.Peer, req [][]byte) ([][]byte, error) {
 		tlsPeers.Store(p.Key(), true)
@@ -174,13 +153,13 @@ func TestOriginate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, srv.Serve)
-	cctx := context_(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
+	cmdtest.Serve(t, srv.Serve)
+	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
 	d, err := NewOriginate(cctx, "tcp://127.0.0.1:*", srv.Endpoint(), 100, 5*time.Second, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, d.Run)
+	cmdtest.Serve(t, d.Run)
 	for i := range 3 {
 		req, _ := zmq.NewSocket(zmq.REQ)
 		req.SetLinger(0)

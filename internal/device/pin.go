@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -124,7 +123,7 @@ func isHostUnreachable(err error) bool { return errors.Is(err, zmq.EHOSTUNREACH)
 // printable renders a routing id for logs.
 func printable(id string) string {
 	if id != "" && strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) < 0 {
-		return strconv.Quote(id)
+		return id
 	}
 	return fmt.Sprintf("0x%x", id)
 }

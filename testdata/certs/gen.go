@@ -67,9 +67,36 @@ func main() {
 	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true})), "selfsigned")
 	write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other client", Client: true, Issuer: other})), "other-client")
 
+	// The C++ fork's kind: a version-1 CA, a server and a client certificate, all 1024-bit RSA
+	// with SHA-1 (they need security level 0).
+	days := fmt.Sprint(int(certgen.Years(60) / (24 * time.Hour)))
+	forkCSR := filepath.Join(os.TempDir(), fmt.Sprintf("tlszmq-fork-%d.csr", os.Getpid()))
+	defer os.Remove(forkCSR)
+	openssl := func(args ...string) {
+		cmd := exec.Command("openssl", args...)
+		cmd.Stderr = os.Stderr
+		if out, err := cmd.Output(); err != nil {
+			log.Fatalf("openssl %v: %v\n%s", args, err, out)
+		}
+	}
+	path := func(name string) string { return filepath.Join(dir, name) }
+	openssl("req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", path("fork-ca.key"), "-subj", "/O=tlszmq/CN=fork CA", "-out", forkCSR)
+	openssl("x509", "-req", "-in", forkCSR, "-signkey", path("fork-ca.key"), "-sha1", "-days", days, "-out", path("fork-ca.crt"))
+	for _, name := range []string{"fork-server", "fork-client"} {
+		openssl("req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", path(name+".key"), "-subj", "/O=tlszmq/CN="+name, "-out", forkCSR)
+		openssl("x509", "-req", "-in", forkCSR, "-CA", path("fork-ca.crt"), "-CAkey", path("fork-ca.key"), "-set_serial", fmt.Sprint(len(name)),
+			"-sha1", "-days", days, "-out", path(name+".crt"))
+	}
+	for _, name := range []string{"fork-ca", "fork-server", "fork-client"} {
+		if err := os.Chmod(path(name+".key"), 0o600); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("wrote", path(name+".crt"), path(name+".key"))
+	}
+
 	// The C++ original's kind of certificate: self-signed, 1024-bit RSA, SHA-1.
 	legacy := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:1024", "-sha1", "-nodes",
-		"-days", fmt.Sprint(int(certgen.Years(60)/(24*time.Hour))), "-subj", "/O=tlszmq/CN=localhost",
+		"-days", days, "-subj", "/O=tlszmq/CN=localhost",
 		"-keyout", filepath.Join(dir, "legacy.key"), "-out", filepath.Join(dir, "legacy.crt"))
 	legacy.Stderr = os.Stderr
 	if err := legacy.Run(); err != nil {
