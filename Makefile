@@ -7,7 +7,7 @@ GO        ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
 # Debian packages the build and the tests need.
-APT_PKGS  := libzmq3-dev libssl-dev pkg-config gcc g++ cppzmq-dev make dpkg-dev perl
+APT_PKGS  := libzmq3-dev libssl-dev openssl pkg-config gcc g++ cppzmq-dev make dpkg-dev perl
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Where testdata/fips/build.sh keeps the FIPS provider it builds.
@@ -80,8 +80,9 @@ fuzz: deps
 
 # Interoperability with peers that share no code with tlszmq (make test runs it too).
 interop: deps
-	$(GO) test -count=1 -v -run 'Cpp' ./internal/interop/
-	$(GO) test -count=1 -run 'DropInAgainstCppPeer' ./cmd/tlsclient/
+	$(GO) test -count=1 -v ./internal/interop/
+	$(GO) test -count=1 -v -run 'DropInAgainstCppPeer' ./cmd/tlsclient/
+	$(GO) test -count=1 -v -run 'Bridge' ./cmd/tlszmq/
 
 # The C++ TLSZMQ test peer, for trying by hand: bin/tlszmq_peer --mode server|client|device.
 cpp-peer: deps

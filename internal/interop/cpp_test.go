@@ -80,6 +80,9 @@ type cell struct {
 	tls      string // 1.2 or 1.3
 	path     string // direct, cpp-device or go-device
 	certs    string // modern, legacy (the original's 1024-bit SHA-1) or fork (the fork's)
+	// noTickets runs the original C++ server without session tickets: it answers nothing to
+	// the Go client's Finished, and glues the half-sent envelope to its next reply.
+	noTickets bool
 }
 
 func (c cell) name() string {
@@ -87,7 +90,11 @@ func (c cell) name() string {
 	if c.goClient {
 		dir = "go-client→cpp-server"
 	}
-	return fmt.Sprintf("%s/%s/TLS%s/%s/%s-certs", dir, c.variant, c.tls, c.path, c.certs)
+	name := fmt.Sprintf("%s/%s/TLS%s/%s/%s-certs", dir, c.variant, c.tls, c.path, c.certs)
+	if c.noTickets {
+		name += "/no-tickets"
+	}
+	return name
 }
 
 // serverFiles returns the server's certificate, key, the CA that verifies it and the
@@ -126,12 +133,15 @@ func cells() []cell {
 		for _, path := range []string{"direct", "cpp-device", "go-device"} {
 			for _, tls := range []string{"1.2", "1.3"} {
 				for _, certs := range []string{"modern", "legacy"} {
-					out = append(out, cell{goClient, "original", tls, path, certs})
+					out = append(out, cell{goClient, "original", tls, path, certs, false})
 				}
 			}
 			// The fork speaks TLS 1.2 only, always with a client certificate.
 			for _, certs := range []string{"modern", "fork"} {
-				out = append(out, cell{goClient, "fork", "1.2", path, certs})
+				out = append(out, cell{goClient, "fork", "1.2", path, certs, false})
+			}
+			if goClient {
+				out = append(out, cell{goClient, "original", "1.3", path, "modern", true})
 			}
 		}
 	}
@@ -173,13 +183,16 @@ func runCell(t *testing.T, c cell) {
 		if connect {
 			args = append(args, "--connect")
 		}
+		if c.noTickets {
+			args = append(args, "--no-tickets")
+		}
 		out := start(t, args...)
 		cfg := &tlszmq.Config{CAFile: ca, SecurityLevel: goLevel(level), MinVersion: tlsVersion(c.tls), MaxVersion: tlsVersion(c.tls)}
 		cfg.ServerName = "localhost"
 		if c.certs == "fork" {
 			cfg.ServerName = "fork-server"
 		}
-		opts := &tlszmq.ClientOptions{Timeout: 10 * time.Second}
+		opts := &tlszmq.ClientOptions{Timeout: 10 * time.Second, FinishedWait: 300 * time.Millisecond}
 		if fork {
 			cfg.CertFile, cfg.KeyFile = ccrt, ckey
 			opts.Identity = "client2"
