@@ -10,6 +10,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // Handler answers one request. It runs on the server's goroutine, one request at a time: keep
@@ -210,8 +212,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			return s.shutdown()
 		default:
 		}
-		polled, err := poller.Poll(pollSlice)
-		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+		polled, err := zmqpoll.Poll(poller, pollSlice)
+		if err != nil {
 			s.shutdown()
 			return fmt.Errorf("tlszmq: server %s: polling: %w", s.endpoint, err)
 		}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // ErrTimeout is wrapped by the error of a wait that ran out of time; the error names the
@@ -38,11 +40,8 @@ func waitReadable(ctx context.Context, poller *zmq.Poller, until time.Time, what
 			}
 			wait = min(wait, left)
 		}
-		polled, err := poller.Poll(wait)
+		polled, err := zmqpoll.Poll(poller, wait)
 		if err != nil {
-			if errors.Is(err, zmq.Errno(4)) { // EINTR: a signal arrived; look again
-				continue
-			}
 			return fmt.Errorf("tlszmq: %s: polling: %w", what, err)
 		}
 		if len(polled) > 0 {

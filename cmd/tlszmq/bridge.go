@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
@@ -118,8 +119,8 @@ func carry(ctx context.Context, conn net.Conn, endpoint string) error {
 			continue
 		default:
 		}
-		polled, err := poller.Poll(5 * time.Millisecond)
-		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+		polled, err := zmqpoll.Poll(poller, 5*time.Millisecond)
+		if err != nil {
 			return err
 		}
 		if len(polled) == 0 {
@@ -176,8 +177,8 @@ func zmqToTCP(ctx context.Context, endpoint, addr string, log *slog.Logger) erro
 				drained = true
 			}
 		}
-		polled, err := poller.Poll(5 * time.Millisecond)
-		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+		polled, err := zmqpoll.Poll(poller, 5*time.Millisecond)
+		if err != nil {
 			return err
 		}
 		if len(polled) == 0 {

@@ -3,13 +3,14 @@ package device
 import (
 	"container/list"
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq"
 )
@@ -86,8 +87,8 @@ func (d *Originate) Run(ctx context.Context) error {
 				drained = true
 			}
 		}
-		polled, err := poller.Poll(5 * time.Millisecond)
-		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+		polled, err := zmqpoll.Poll(poller, 5*time.Millisecond)
+		if err != nil {
 			return err
 		}
 		if len(polled) == 0 {

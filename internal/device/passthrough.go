@@ -2,13 +2,14 @@ package device
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq"
 )
@@ -77,8 +78,8 @@ func (d *PassThrough) Run(ctx context.Context) error {
 	poller.Add(d.front, zmq.POLLIN)
 	poller.Add(d.back, zmq.POLLIN)
 	for ctx.Err() == nil {
-		polled, err := poller.Poll(50 * time.Millisecond)
-		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+		polled, err := zmqpoll.Poll(poller, 50*time.Millisecond)
+		if err != nil {
 			return err
 		}
 		for _, p := range polled {

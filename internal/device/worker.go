@@ -2,11 +2,12 @@ package device
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // WorkerFunc answers one plaintext request that a terminating device passed on.
@@ -30,8 +31,8 @@ func RunWorker(ctx context.Context, endpoint string, h WorkerFunc) error {
 	poller := zmq.NewPoller()
 	poller.Add(sock, zmq.POLLIN)
 	for ctx.Err() == nil {
-		polled, err := poller.Poll(50 * time.Millisecond)
-		if err != nil && !errors.Is(err, zmq.Errno(4)) {
+		polled, err := zmqpoll.Poll(poller, 50*time.Millisecond)
+		if err != nil {
 			return err
 		}
 		if len(polled) == 0 {

@@ -1,0 +1,23 @@
+// Package zmqpoll holds the one way the project polls ZeroMQ sockets.
+package zmqpoll
+
+import (
+	"errors"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// eintr is the error of a poll that a signal interrupted.
+var eintr = zmq.Errno(4)
+
+// Poll waits up to timeout for the poller's sockets. A poll interrupted by a signal (EINTR,
+// as when SIGTERM arrives) reads as nothing ready: the caller's loop looks at its context and
+// polls again.
+func Poll(p *zmq.Poller, timeout time.Duration) ([]zmq.Polled, error) {
+	polled, err := p.Poll(timeout)
+	if errors.Is(err, eintr) {
+		return nil, nil
+	}
+	return polled, err
+}
