@@ -194,15 +194,14 @@ func (c *Client) Handshake(ctx context.Context) error {
 			return err
 		}
 	}
+	c.framed = c.e.ConnectionState().NegotiatedProtocol == ProtocolFramed
 	if !c.e.NeedsWrite() {
-		c.framed = c.e.ConnectionState().NegotiatedProtocol == ProtocolFramed
 		return nil
 	}
 	// The last flight, alone.
 	if err := c.flush(); err != nil {
 		return err
 	}
-	c.framed = c.e.ConnectionState().NegotiatedProtocol == ProtocolFramed
 	if c.opts.Pattern == DEALER {
 		return nil // the answer, if any, arrives before the replies to what follows
 	}
@@ -317,14 +316,15 @@ func (c *Client) absorb(payload []byte) error {
 		c.flushQuiet()
 		return err
 	}
-	plain, _ := c.e.Read()
+	// Reading after the peer's close_notify gives io.EOF, which Recv sees through PeerClosed;
+	// any other error is the sticky one PutData has just returned.
 	if c.framed {
-		msgs, err := c.deframer.feed(plain)
+		msgs, err := c.deframer.take(c.e)
 		c.inbox = append(c.inbox, msgs...)
-		if err != nil {
+		if err != nil && err != io.EOF {
 			return fmt.Errorf("tlszmq: from %s: %w", c.endpoint, err)
 		}
-	} else if plain != nil {
+	} else if plain, _ := c.e.Read(); plain != nil {
 		c.inbox = append(c.inbox, [][]byte{plain})
 	}
 	if c.opts.Pattern == DEALER && c.e.NeedsWrite() {

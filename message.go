@@ -66,6 +66,21 @@ type deframer struct {
 // feed adds plaintext and returns the messages it completes.
 func (d *deframer) feed(p []byte) ([][][]byte, error) {
 	d.pending = append(d.pending, p...)
+	return d.decode()
+}
+
+// take moves the plaintext the engine holds into the deframer, with no copy in between, and
+// returns the messages it completes.
+func (d *deframer) take(e *Engine) ([][][]byte, error) {
+	var err error
+	if d.pending, err = e.AppendRead(d.pending); err != nil {
+		return nil, err
+	}
+	return d.decode()
+}
+
+// decode cuts the pending plaintext into messages.
+func (d *deframer) decode() ([][][]byte, error) {
 	var msgs [][][]byte
 	for len(d.pending) > 0 {
 		h, n := binary.Uvarint(d.pending)

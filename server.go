@@ -169,7 +169,7 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		}
 	}
 	return &Server{ctx: ctx, endpoint: endpoint, handler: handler, opts: o, log: o.Logger, sock: sock,
-		table: newSessionTable(o.MaxSessions), stop: make(chan struct{}), done: make(chan struct{})}, nil
+		table: newSessionTable(), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Endpoint returns the endpoint the server is bound to, with the port the system chose for
@@ -359,16 +359,17 @@ func (s *Server) established(sess *session) {
 
 // answer passes the messages the session has received to the handler and writes the replies.
 func (s *Server) answer(ctx context.Context, sess *session) error {
-	plain, err := sess.e.Read()
-	if err != nil {
-		return err
-	}
 	var msgs [][][]byte
 	if sess.framed {
-		if msgs, err = sess.deframer.feed(plain); err != nil {
+		var err error
+		if msgs, err = sess.deframer.take(sess.e); err != nil {
 			return err
 		}
 	} else {
+		plain, err := sess.e.Read()
+		if err != nil {
+			return err
+		}
 		msgs = [][][]byte{{plain}}
 	}
 	for _, msg := range msgs {

@@ -48,14 +48,13 @@ type session struct {
 
 // sessionTable holds a server's sessions, bounded, with the least recently used first out.
 type sessionTable struct {
-	max         int
 	byKey       map[string]*session
 	lru         *list.List // *session, most recently used at the front
 	handshaking *list.List // *session, oldest first
 }
 
-func newSessionTable(max int) *sessionTable {
-	return &sessionTable{max: max, byKey: make(map[string]*session), lru: list.New(), handshaking: list.New()}
+func newSessionTable() *sessionTable {
+	return &sessionTable{byKey: make(map[string]*session), lru: list.New(), handshaking: list.New()}
 }
 
 func (t *sessionTable) len() int { return len(t.byKey) }

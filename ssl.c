@@ -50,14 +50,13 @@ static void tz_append(tz_err *e, size_t *off, const char *s)
 
 /* Drains OpenSSL's error queue into e, oldest first, one reason a line:
  * "library: reason (data)". Called inside the failing call, on the failing thread. */
-static void tz_capture(tz_err *e, const char *where, int ssl_error)
+static void tz_capture(tz_err *e, const char *where)
 {
 	const char *file, *func, *data;
 	int line, flags, first = 1;
 	unsigned long code;
 	size_t off = 0;
 
-	e->ssl_error = ssl_error;
 	snprintf(e->where, sizeof e->where, "%s", where);
 	e->text[0] = '\0';
 	e->reason = 0;
@@ -98,7 +97,7 @@ static void tz_capture(tz_err *e, const char *where, int ssl_error)
 
 static void tz_fail_text(tz_err *e, const char *where, const char *text)
 {
-	tz_capture(e, where, 0);
+	tz_capture(e, where);
 	if (e->text[0] == '\0')
 		snprintf(e->text, sizeof e->text, "%s", text);
 }
@@ -363,7 +362,7 @@ static int tz_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *ou
 	return SSL_TLSEXT_ERR_OK;
 }
 
-#define TZ_CHECK(cond, where) do { if (!(cond)) { tz_capture(err, (where), 0); goto fail; } } while (0)
+#define TZ_CHECK(cond, where) do { if (!(cond)) { tz_capture(err, (where)); goto fail; } } while (0)
 
 tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 {
@@ -484,7 +483,7 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 	rbio = BIO_new(BIO_s_mem());
 	wbio = BIO_new(BIO_s_mem());
 	if (ssl == NULL || rbio == NULL || wbio == NULL) {
-		tz_capture(err, "creating the SSL object", 0);
+		tz_capture(err, "creating the SSL object");
 		SSL_free(ssl);
 		BIO_free(rbio);
 		BIO_free(wbio);
@@ -520,7 +519,7 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 					ok = SSL_set1_host(ssl, server_name);
 			}
 			if (!ok) {
-				tz_capture(err, "setting the server name", 0);
+				tz_capture(err, "setting the server name");
 				tz_conn_free(c);
 				return NULL;
 			}
@@ -533,7 +532,7 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 			memcpy(wire + 1, alpn, n);
 			/* SSL_set_alpn_protos returns 0 on success */
 			if (SSL_set_alpn_protos(ssl, wire, (unsigned int)n + 1) != 0) {
-				tz_capture(err, "setting the ALPN protocol", 0);
+				tz_capture(err, "setting the ALPN protocol");
 				tz_conn_free(c);
 				return NULL;
 			}
@@ -554,7 +553,7 @@ static void tz_fail(tz_conn *c, const char *where, int ssl_error)
 {
 	SSL *ssl = c->ssl;
 	c->state |= TZ_FATAL;
-	tz_capture(&c->err, where, ssl_error);
+	tz_capture(&c->err, where);
 	c->err.verify_result = SSL_get_verify_result(ssl);
 	c->err.verify_text = X509_verify_cert_error_string(c->err.verify_result);
 	if (c->err.text[0] == '\0') {
@@ -753,7 +752,7 @@ int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err)
 	s = d2i_SSL_SESSION(NULL, &p, len);
 	ok = s != NULL && SSL_set_session(c->ssl, s);
 	if (!ok)
-		tz_capture(err, "setting the session", 0);
+		tz_capture(err, "setting the session");
 	SSL_SESSION_free(s);
 	return ok;
 }

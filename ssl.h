@@ -22,10 +22,8 @@
 
 /* What went wrong, filled by the failing call itself. */
 typedef struct tz_err {
-	int ssl_error;            /* SSL_get_error() outcome, 0 when not from an SSL call */
 	int reason;               /* ERR_GET_REASON() of the first queued error, 0 if none */
 	int lib;                  /* ERR_GET_LIB() of the first queued error */
-	int sys_errno;            /* errno for SSL_ERROR_SYSCALL */
 	long verify_result;       /* X509_V_OK or the certificate verification failure */
 	const char *verify_text;  /* X509_verify_cert_error_string(verify_result), static */
 	char where[128];          /* the step that failed, e.g. "loading the certificate file" */

@@ -119,16 +119,12 @@ func carry(ctx context.Context, conn net.Conn, endpoint string) error {
 			continue
 		default:
 		}
-		polled, err := zmqpoll.Poll(poller, 5*time.Millisecond)
+		msg, err := zmqpoll.Recv(poller, sock, 5*time.Millisecond)
 		if err != nil {
 			return err
 		}
-		if len(polled) == 0 {
+		if msg == nil {
 			continue
-		}
-		msg, err := sock.RecvMessageBytes(0)
-		if err != nil {
-			return err
 		}
 		if p := msg[len(msg)-1]; len(p) > 0 {
 			if _, err := conn.Write(p); err != nil {
@@ -172,21 +168,19 @@ func zmqToTCP(ctx context.Context, endpoint, addr string, log *slog.Logger) erro
 				for _, f := range c.env {
 					frames = append(frames, f)
 				}
-				sock.SendMessage(append(frames, "", c.b)...)
+				if _, err := sock.SendMessage(append(frames, "", c.b)...); err != nil {
+					log.Info("bridge: bytes for a TLSZMQ client dropped", "reason", err)
+				}
 			default:
 				drained = true
 			}
 		}
-		polled, err := zmqpoll.Poll(poller, 5*time.Millisecond)
+		msg, err := zmqpoll.Recv(poller, sock, 5*time.Millisecond)
 		if err != nil {
 			return err
 		}
-		if len(polled) == 0 {
+		if msg == nil {
 			continue
-		}
-		msg, err := sock.RecvMessageBytes(0)
-		if err != nil {
-			return err
 		}
 		var env [][]byte
 		for i, f := range msg {

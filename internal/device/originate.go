@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -33,7 +32,6 @@ type Originate struct {
 	lru     *list.List
 	replies chan reply
 	wg      sync.WaitGroup
-	served  atomic.Int64
 }
 
 type upstreamClient struct {
@@ -63,9 +61,6 @@ func NewOriginate(tctx *tlszmq.Context, frontend, upstream string, maxClients in
 
 // Endpoint returns the bound frontend endpoint.
 func (d *Originate) Endpoint() string { return d.frontEP }
-
-// Served returns how many replies have gone back to plaintext clients.
-func (d *Originate) Served() int64 { return d.served.Load() }
 
 // Run forwards until ctx ends; then every upstream session is closed with close_notify.
 func (d *Originate) Run(ctx context.Context) error {
@@ -181,7 +176,5 @@ func (d *Originate) sendBack(r reply) {
 	}
 	if _, err := d.front.SendMessageDontwait(frames...); err != nil {
 		d.log.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(r.env[len(r.env)-1])), "reason", err)
-		return
 	}
-	d.served.Add(1)
 }

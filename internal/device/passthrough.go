@@ -23,13 +23,12 @@ import (
 // libzmq 4.3's ZMQ_ROUTER_NOTIFY, which would reveal it, is a draft API that Debian's build
 // leaves out.
 type PassThrough struct {
-	front, back       *zmq.Socket
-	frontEP, backEP   string
-	pin               bool
-	pins              *pins
-	log               *slog.Logger
-	forwarded, errors atomic.Int64
-	backends          atomic.Int64 // pinned servers known, for readers on other goroutines
+	front, back     *zmq.Socket
+	frontEP, backEP string
+	pin             bool
+	pins            *pins
+	log             *slog.Logger
+	backends        atomic.Int64 // pinned servers known, for readers on other goroutines
 }
 
 // NewPassThrough binds the client side (frontend) and the server side (backend).
@@ -143,7 +142,6 @@ func (d *PassThrough) toBackend(msg [][]byte) {
 	for range 2 { // a second try after a server turned out to be gone
 		server, err := d.pins.backendFor(key)
 		if err != nil {
-			d.errors.Add(1)
 			d.log.Warn("tlsdevice: client message dropped", "client", printable(string(env[len(env)-1])), "reason", err)
 			return
 		}
@@ -154,7 +152,6 @@ func (d *PassThrough) toBackend(msg [][]byte) {
 		}
 		_, err = d.back.SendMessageDontwait(frames...)
 		if err == nil {
-			d.forwarded.Add(1)
 			return
 		}
 		if !isHostUnreachable(err) {
@@ -186,9 +183,7 @@ func (d *PassThrough) toFrontend(msg [][]byte) {
 	}
 	if _, err := d.front.SendMessageDontwait(frames...); err != nil {
 		d.log.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(msg[1])), "reason", err)
-		return
 	}
-	d.forwarded.Add(1)
 }
 
 // Backends returns how many pinned servers have announced themselves (0 without Pin).

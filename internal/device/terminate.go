@@ -148,7 +148,9 @@ func (d *Terminate) forget(worker string) {
 	for token, req := range d.pending {
 		if req.worker == worker {
 			delete(d.pending, token)
-			d.srv.Reply(req.peer, nil)
+			if err := d.srv.Reply(req.peer, nil); err != nil {
+				d.log.Info("tlsdevice: client of a gone worker not answered", "client", req.peer.String(), "reason", err)
+			}
 		}
 	}
 }

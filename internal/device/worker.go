@@ -31,16 +31,12 @@ func RunWorker(ctx context.Context, endpoint string, h WorkerFunc) error {
 	poller := zmq.NewPoller()
 	poller.Add(sock, zmq.POLLIN)
 	for ctx.Err() == nil {
-		polled, err := zmqpoll.Poll(poller, 50*time.Millisecond)
+		msg, err := zmqpoll.Recv(poller, sock, 50*time.Millisecond)
 		if err != nil {
 			return err
 		}
-		if len(polled) == 0 {
+		if msg == nil {
 			continue
-		}
-		msg, err := sock.RecvMessageBytes(0)
-		if err != nil {
-			return err
 		}
 		// [device, token, "", identity, subject, part...]
 		if len(msg) < 5 || len(msg[2]) != 0 {
@@ -51,7 +47,9 @@ func RunWorker(ctx context.Context, endpoint string, h WorkerFunc) error {
 		for _, p := range reply {
 			frames = append(frames, p)
 		}
-		sock.SendMessage(frames...)
+		if _, err := sock.SendMessage(frames...); err != nil {
+			return fmt.Errorf("worker: replying: %w", err)
+		}
 	}
 	return nil
 }

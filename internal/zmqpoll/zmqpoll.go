@@ -21,3 +21,13 @@ func Poll(p *zmq.Poller, timeout time.Duration) ([]zmq.Polled, error) {
 	}
 	return polled, err
 }
+
+// Recv waits up to timeout for a message on sock, the poller's only socket, and returns it;
+// nil with a nil error when none came (or a signal interrupted the wait).
+func Recv(p *zmq.Poller, sock *zmq.Socket, timeout time.Duration) ([][]byte, error) {
+	polled, err := Poll(p, timeout)
+	if err != nil || len(polled) == 0 {
+		return nil, err
+	}
+	return sock.RecvMessageBytes(0)
+}
