@@ -598,6 +598,39 @@ static void tz_handshake_done(tz_conn *c)
 	}
 }
 
+/* A memory BIO keeps the storage of the largest flight or message it ever held. Once drained,
+ * a BIO with more than TZ_BIO_KEEP bytes of storage is swapped for a fresh one: an idle session
+ * then holds no network buffers, only OpenSSL's own state, and a stream of small messages,
+ * whose buffers stay small, swaps nothing. */
+#define TZ_BIO_KEEP 1024
+
+static BIO *tz_fresh_bio(BIO *b)
+{
+	BUF_MEM *bm = NULL;
+	BIO *nb;
+
+	if (BIO_ctrl_pending(b) > 0 || BIO_get_mem_ptr(b, &bm) <= 0 || bm == NULL || bm->max <= TZ_BIO_KEEP)
+		return NULL;
+	nb = BIO_new(BIO_s_mem());
+	if (nb != NULL)
+		BIO_set_mem_eof_return(nb, -1);
+	return nb; /* NULL when out of memory: the old BIO stays, which is only larger */
+}
+
+static void tz_trim_bios(tz_conn *c)
+{
+	BIO *nb;
+
+	if (!c->in_eof && (nb = tz_fresh_bio(c->rbio)) != NULL) {
+		SSL_set0_rbio(c->ssl, nb); /* frees the old one */
+		c->rbio = nb;
+	}
+	if ((nb = tz_fresh_bio(c->wbio)) != NULL) {
+		SSL_set0_wbio(c->ssl, nb);
+		c->wbio = nb;
+	}
+}
+
 int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,
             size_t app_len, unsigned char *out, size_t out_cap, unsigned char *plain,
             size_t plain_cap, int flags)
@@ -619,8 +652,10 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 			in += chunk;
 			in_len -= (size_t)chunk;
 		}
-		if (flags & TZ_IN_EOF)
+		if (flags & TZ_IN_EOF) {
 			BIO_set_mem_eof_return(rbio, 0);
+			c->in_eof = 1;
+		}
 	}
 	if (!(c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE))) {
 		int r = SSL_do_handshake(ssl);
@@ -678,6 +713,8 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 	}
 	if (pending > 0)
 		c->state |= TZ_OUT_MORE;
+	else if (!(c->state & TZ_PLAIN_MORE))
+		tz_trim_bios(c);
 	return c->state;
 }
 

@@ -80,6 +80,7 @@ typedef struct tz_conn {
 	void *rbio;               /* network bytes in (BIO_write), read by SSL */
 	void *wbio;               /* network bytes out, written by SSL */
 	int state;                /* TZ_* flags above */
+	int in_eof;               /* the transport has ended: rbio answers end of stream */
 	int verify_peer;          /* 1 when the peer's certificate is verified */
 	int version;              /* SSL_version() once the handshake is done */
 	const char *cipher;       /* negotiated cipher name, static in OpenSSL */

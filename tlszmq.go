@@ -233,6 +233,19 @@ func (e *Engine) GetData() []byte {
 // AppendData is GetData appending to dst, so that a caller can reuse one buffer.
 func (e *Engine) AppendData(dst []byte) []byte { return e.out.Take(dst) }
 
+// sendData hands the bytes GetData would return to send, without copying them, and drops them
+// once send has returned (whether it succeeded or not: the session cannot send them twice). It
+// returns how many bytes it handed over; with none it does not call send.
+func (e *Engine) sendData(send func([]byte) error) (int, error) {
+	n := e.out.Len()
+	if n == 0 {
+		return 0, nil
+	}
+	err := send(e.out.Bytes())
+	e.out.Discard(n)
+	return n, err
+}
+
 // CanRecv reports whether Read has application data (the C++ can_recv).
 func (e *Engine) CanRecv() bool { return e.plain.Len() > 0 }
 

@@ -34,12 +34,42 @@ var ErrClosed = errors.New("bio: write after close")
 // messages keeps its storage and allocates nothing.
 const shrinkAbove = 64 << 10
 
-// poolCap is the size of the storage Buffers borrow from a pool shared by all of them, and give
-// back as soon as they are drained: an idle endpoint holds no storage, and the steady state of
-// small messages allocates nothing.
-const poolCap = 64 << 10
+// poolCap is the size of the smallest storage Buffers borrow from pools shared by all of them,
+// and give back as soon as they are drained: an idle endpoint holds no storage, and the steady
+// state of messages of any size up to maxPooled allocates nothing. Each pool holds one size,
+// four times the one before: 64 KiB, 256 KiB, 1 MiB, 4 MiB, 16 MiB, 64 MiB. Storage beyond
+// that is allocated for the one Buffer and dropped when it empties.
+const (
+	poolCap   = 64 << 10
+	poolCount = 6
+	maxPooled = poolCap << (2 * (poolCount - 1))
+)
 
-var pool = sync.Pool{New: func() any { b := make([]byte, 0, poolCap); return &b }}
+var pools [poolCount]sync.Pool
+
+func init() {
+	for i := range pools {
+		size := poolCap << (2 * i)
+		pools[i].New = func() any { b := make([]byte, 0, size); return &b }
+	}
+}
+
+// poolFor returns the index of the smallest pool whose storage holds n bytes, or -1.
+func poolFor(n int) int {
+	for i := range poolCount {
+		if n <= poolCap<<(2*i) {
+			return i
+		}
+	}
+	return -1
+}
+
+// putStorage gives pooled storage back to the pool of its size.
+func putStorage(p *[]byte) {
+	if i := poolFor(cap(*p)); i >= 0 && cap(*p) == poolCap<<(2*i) {
+		pools[i].Put(p)
+	}
+}
 
 // Buffer is a FIFO byte queue with memory-BIO semantics. The zero value is an empty, open
 // Buffer ready to use.
@@ -74,19 +104,25 @@ func (b *Buffer) Spare(n int) []byte {
 	if b.off > 0 && b.off == len(b.buf) {
 		b.buf, b.off = b.buf[:0], 0
 	}
-	if b.buf == nil && n <= poolCap {
-		b.pooled = pool.Get().(*[]byte)
-		b.buf = (*b.pooled)[:0]
-	}
 	if cap(b.buf)-len(b.buf) < n {
 		unread := len(b.buf) - b.off
-		grown := make([]byte, unread, max(2*cap(b.buf), unread+n))
+		need := unread + n
+		if b.buf != nil {
+			need = max(need, 2*cap(b.buf))
+		}
+		var grown []byte
+		var pooled *[]byte
+		if i := poolFor(need); i >= 0 {
+			pooled = pools[i].Get().(*[]byte)
+			grown = (*pooled)[:unread]
+		} else {
+			grown = make([]byte, unread, need)
+		}
 		copy(grown, b.buf[b.off:])
 		if b.pooled != nil {
-			pool.Put(b.pooled)
-			b.pooled = nil
+			putStorage(b.pooled)
 		}
-		b.buf, b.off = grown, 0
+		b.buf, b.off, b.pooled = grown, 0, pooled
 	}
 	return b.buf[len(b.buf):cap(b.buf)]
 }
@@ -139,7 +175,7 @@ func (b *Buffer) Closed() bool { return b.eof }
 // from there). The end-of-stream mark stays.
 func (b *Buffer) Release() {
 	if b.pooled != nil {
-		pool.Put(b.pooled)
+		putStorage(b.pooled)
 		b.pooled = nil
 	}
 	b.buf, b.off, b.peak = nil, 0, 0

@@ -144,3 +144,38 @@ func ExampleBuffer() {
 	// record
 	// EOF
 }
+
+// Large storage comes from the pool of its size class: a steady stream of 1 MiB messages
+// allocates nothing, and a drained Buffer still holds nothing.
+func TestPooledLargeStorage(t *testing.T) {
+	var b Buffer
+	msg := make([]byte, 1<<20)
+	allocs := testing.AllocsPerRun(200, func() {
+		room := b.Spare(len(msg))
+		b.Commit(copy(room, msg))
+		b.Discard(len(msg))
+	})
+	if allocs > 0.1 {
+		t.Fatalf("%.2f allocations per 1 MiB message", allocs)
+	}
+	if b.buf != nil {
+		t.Fatal("a drained Buffer kept its pooled storage")
+	}
+	// Growth moves the unread bytes into the next size class and keeps them.
+	b.Write([]byte("head"))
+	room := b.Spare(300 << 10)
+	if cap(room)+b.Len() != poolCap<<4 || string(b.Bytes()) != "head" {
+		t.Fatalf("grew to %d bytes holding %q, want %d holding \"head\"", cap(room)+b.Len(), b.Bytes(), poolCap<<4)
+	}
+	// Beyond the largest class the storage is the Buffer's own and goes when drained.
+	b.Release()
+	room = b.Spare(maxPooled + 1)
+	if b.pooled != nil || cap(room) < maxPooled+1 {
+		t.Fatalf("storage of %d bytes, pooled %v", cap(room), b.pooled != nil)
+	}
+	b.Commit(1)
+	b.Take(nil)
+	if b.buf != nil {
+		t.Fatal("a drained Buffer kept storage beyond the pools")
+	}
+}
