@@ -66,7 +66,8 @@ type Client struct {
 	framed   bool
 	deframer deframer
 	inbox    [][][]byte
-	owed     bool // REQ: a request was sent and its reply not yet received
+	queued   []byte // framed plaintext of the messages Queue has gathered, not yet sent
+	owed     bool   // REQ: a request was sent and its reply not yet received
 	closed   bool
 }
 
@@ -223,27 +224,94 @@ func (c *Client) Handshake(ctx context.Context) error {
 	return c.absorb(payload)
 }
 
-// Send sends one message of one or more parts. Multi-part and empty messages need a tlszmq
-// server (the framed protocol, see ProtocolFramed); with a C++ server a message is one
-// non-empty part. A REQ client must Recv the reply before the next Send.
+// Send sends one message of one or more parts, with any that Queue has gathered before it.
+// Multi-part and empty messages need a tlszmq server (the framed protocol, see
+// ProtocolFramed); with a C++ server a message is one non-empty part. A REQ client must Recv
+// the reply before the next Send.
 func (c *Client) Send(ctx context.Context, parts ...[]byte) error {
+	if err := c.Queue(ctx, parts...); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+// queueLimit is how much plaintext Queue gathers before it sends by itself: four full TLS
+// records in one ZeroMQ message.
+const queueLimit = 4 * maxRecord
+
+// Queue gathers a message to go out with the next ones, in one TLS write and one ZeroMQ
+// message, which is how a DEALER client streams small messages fast: Flush (or Send) sends
+// what is gathered, and Queue sends by itself once 64 KiB are waiting. A tlszmq server takes
+// such a batch as the separate messages it holds and answers them in one reply. With a C++
+// server (no framed protocol) there is nothing to gather messages into: Queue sends at once.
+func (c *Client) Queue(ctx context.Context, parts ...[]byte) error {
 	if err := c.Handshake(ctx); err != nil {
 		return err
 	}
 	if err := c.e.Err(); err != nil {
 		return err
 	}
-	if c.framed {
-		if _, err := c.e.Write(appendFramed(make([]byte, 0, framedLen(parts)), parts)); err != nil {
-			return err
-		}
-	} else {
+	if err := c.replyOwed(); err != nil {
+		return err // before anything is gathered: the message is not sent, and not kept
+	}
+	if !c.framed {
 		if len(parts) != 1 || len(parts[0]) == 0 {
 			return fmt.Errorf("tlszmq: %s does not speak %s: a message must be one non-empty part, not %d part(s)", c.endpoint, ProtocolFramed, len(parts))
 		}
 		if _, err := c.e.Write(parts[0]); err != nil {
 			return err
 		}
+		return c.flush()
+	}
+	// A large message goes in a batch of its own, so that no ZeroMQ message is larger than
+	// the largest message and its records' overhead (the peer's ZMQ_MAXMSGSIZE), and is
+	// encrypted where it lies.
+	if n := framedLen(parts); len(c.queued)+n > queueLimit {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		if n >= queueLimit {
+			var err error
+			if c.queued, err = writeFramed(c.e, c.queued, parts); err != nil {
+				return err
+			}
+			return c.flush()
+		}
+	}
+	c.queued = appendFramed(c.queued, parts)
+	if len(c.queued) >= queueLimit {
+		return c.Flush()
+	}
+	return nil
+}
+
+// ErrReplyOwed is returned by a REQ client's Send, Queue or Flush while the reply to what it
+// sent last has not been received: lock-step allows one message in flight.
+var ErrReplyOwed = errors.New("tlszmq: a REQ client must receive the reply before it sends again")
+
+// replyOwed returns ErrReplyOwed when a REQ client may not send yet.
+func (c *Client) replyOwed() error {
+	if c.opts.Pattern == REQ && c.owed {
+		return fmt.Errorf("%w (%s)", ErrReplyOwed, c.endpoint)
+	}
+	return nil
+}
+
+// Flush sends the messages Queue has gathered, if any, as one ZeroMQ message.
+func (c *Client) Flush() error {
+	if err := c.usable(); err != nil || len(c.queued) == 0 {
+		return err
+	}
+	if err := c.replyOwed(); err != nil {
+		return err
+	}
+	_, err := c.e.Write(c.queued)
+	c.queued = c.queued[:0]
+	if cap(c.queued) > queueLimit*2 {
+		c.queued = nil // a large message's buffer is not kept
+	}
+	if err != nil {
+		return err
 	}
 	return c.flush()
 }
@@ -335,17 +403,18 @@ func (c *Client) absorb(payload []byte) error {
 
 // flush sends what the engine has for the network as one ["", tls-bytes] message.
 func (c *Client) flush() error {
-	out := c.e.GetData()
-	if out == nil {
-		return nil
-	}
-	var err error
-	if c.opts.Pattern == DEALER {
-		_, err = c.sock.SendMessage("", out)
-	} else {
-		_, err = c.sock.SendBytes(out, 0)
+	_, err := c.e.sendData(func(out []byte) error {
+		if c.opts.Pattern == DEALER {
+			if _, err := c.sock.SendBytes(nil, zmq.SNDMORE); err != nil {
+				return err
+			}
+			_, err := c.sock.SendBytes(out, 0)
+			return err
+		}
+		_, err := c.sock.SendBytes(out, 0)
 		c.owed = err == nil
-	}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("tlszmq: sending to %s: %w", c.endpoint, err)
 	}

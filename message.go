@@ -27,14 +27,49 @@ func appendFramed(dst []byte, parts [][]byte) []byte {
 		parts = [][]byte{nil}
 	}
 	for i, p := range parts {
-		more := uint64(0)
-		if i < len(parts)-1 {
-			more = 1
-		}
-		dst = binary.AppendUvarint(dst, uint64(len(p))<<1|more)
+		dst = appendPartHeader(dst, parts, i)
 		dst = append(dst, p...)
 	}
 	return dst
+}
+
+// appendPartHeader appends the header of parts[i]: its length, and whether more follow.
+func appendPartHeader(dst []byte, parts [][]byte, i int) []byte {
+	more := uint64(0)
+	if i < len(parts)-1 {
+		more = 1
+	}
+	return binary.AppendUvarint(dst, uint64(len(parts[i]))<<1|more)
+}
+
+// writeFramed writes a message to the engine in the framed encoding, gathered in scratch,
+// which it returns emptied for reuse. A part of queueLimit bytes or more is not copied: its
+// header goes out with what is gathered before it, and the part is encrypted where it lies.
+func writeFramed(e *Engine, scratch []byte, parts [][]byte) ([]byte, error) {
+	scratch = scratch[:0]
+	if len(parts) == 0 {
+		parts = [][]byte{nil}
+	}
+	for i, p := range parts {
+		scratch = appendPartHeader(scratch, parts, i)
+		if len(p) < queueLimit {
+			scratch = append(scratch, p...)
+			continue
+		}
+		if _, err := e.Write(scratch); err != nil {
+			return scratch[:0], err
+		}
+		if _, err := e.Write(p); err != nil {
+			return scratch[:0], err
+		}
+		scratch = scratch[:0]
+	}
+	if len(scratch) > 0 {
+		if _, err := e.Write(scratch); err != nil {
+			return scratch[:0], err
+		}
+	}
+	return scratch[:0], nil
 }
 
 // framedLen is the length of appendFramed's output.
@@ -79,11 +114,14 @@ func (d *deframer) take(e *Engine) ([][][]byte, error) {
 	return d.decode()
 }
 
-// decode cuts the pending plaintext into messages.
+// decode cuts the pending plaintext into messages. The parts it returns are slices of the
+// pending buffer, capped at their length, with no copy: the buffer is then never written
+// again, and what is left of it, a cut part, moves to a buffer of its own.
 func (d *deframer) decode() ([][][]byte, error) {
 	var msgs [][][]byte
-	for len(d.pending) > 0 {
-		h, n := binary.Uvarint(d.pending)
+	buf, off := d.pending, 0
+	for off < len(buf) {
+		h, n := binary.Uvarint(buf[off:])
 		if n == 0 {
 			break // the header is cut: wait for more
 		}
@@ -94,20 +132,22 @@ func (d *deframer) decode() ([][][]byte, error) {
 		if size > uint64(d.max) {
 			return msgs, fmt.Errorf("%w: a part of %d bytes (the maximum is %d)", ErrMessageTooLarge, size, d.max)
 		}
-		if uint64(len(d.pending)-n) < size {
+		if uint64(len(buf)-off-n) < size {
 			break // the part is cut: wait for more
 		}
-		part := make([]byte, size)
-		copy(part, d.pending[n:])
-		d.pending = d.pending[n+int(size):]
-		d.parts = append(d.parts, part)
+		start, end := off+n, off+n+int(size)
+		d.parts = append(d.parts, buf[start:end:end])
+		off = end
 		if !more {
 			msgs = append(msgs, d.parts)
 			d.parts = nil
 		}
 	}
-	if len(d.pending) == 0 {
+	switch {
+	case off == len(buf):
 		d.pending = nil
+	case off > 0:
+		d.pending = append([]byte(nil), buf[off:]...)
 	}
 	return msgs, nil
 }

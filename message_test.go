@@ -76,3 +76,65 @@ func FuzzDeframer(f *testing.F) {
 		}
 	})
 }
+
+// The parts the deframer returns share its buffer without a copy; a part must still be the
+// caller's alone: appending to it, or feeding the deframer more, changes no other part.
+func TestDeframedPartsAreIndependent(t *testing.T) {
+	d := &deframer{max: 1 << 20}
+	stream := appendFramed(nil, [][]byte{[]byte("one"), []byte("two")})
+	stream = appendFramed(stream, [][]byte{[]byte("three")})
+	msgs, err := d.feed(append(stream, appendFramed(nil, [][]byte{[]byte("cut-short")})[:5]...))
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("%d messages, %v", len(msgs), err)
+	}
+	_ = append(msgs[0][0], "XXXXXXXX"...)
+	more, err := d.feed([]byte("short"))
+	if err != nil || len(more) != 1 {
+		t.Fatalf("%d messages, %v", len(more), err)
+	}
+	for _, c := range []struct{ got, want string }{
+		{string(msgs[0][0]), "one"}, {string(msgs[0][1]), "two"}, {string(msgs[1][0]), "three"}, {string(more[0][0]), "cut-short"},
+	} {
+		if c.got != c.want {
+			t.Errorf("part %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+// writeFramed sends large parts where they lie and small ones gathered; either way the peer
+// decodes the same messages.
+func TestWriteFramed(t *testing.T) {
+	c, s := newPair(t, &Config{InsecureSkipVerify: true}, serverConfig("server-ec"))
+	if cerr, serr := handshake(c, s); cerr != nil || serr != nil {
+		t.Fatal(cerr, serr)
+	}
+	msgs := [][][]byte{{[]byte("small")}, {pattern(queueLimit), nil, []byte("x"), pattern(3 * queueLimit)}, {nil}}
+	var scratch []byte
+	var err error
+	for _, m := range msgs {
+		if scratch, err = writeFramed(c, scratch, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cap(scratch) >= queueLimit {
+		t.Errorf("scratch grew to %d bytes: a large part was copied", cap(scratch))
+	}
+	if err := s.PutData(c.GetData()); err != nil {
+		t.Fatal(err)
+	}
+	d := &deframer{max: 1 << 20}
+	got, err := d.take(s)
+	if err != nil || len(got) != len(msgs) {
+		t.Fatalf("%d messages, %v", len(got), err)
+	}
+	for i := range msgs {
+		if len(got[i]) != len(msgs[i]) {
+			t.Fatalf("message %d: %d parts, want %d", i, len(got[i]), len(msgs[i]))
+		}
+		for j := range msgs[i] {
+			if !bytes.Equal(got[i][j], msgs[i][j]) {
+				t.Fatalf("message %d part %d differs", i, j)
+			}
+		}
+	}
+}

@@ -107,6 +107,7 @@ type Server struct {
 	sock     *zmq.Socket
 	table    *sessionTable
 	stats    stats
+	scratch  []byte // the framed encoding of one reply, reused (Serve's goroutine only)
 
 	mu       sync.Mutex
 	started  bool // Serve has run, or Close has closed the socket without it
@@ -397,7 +398,10 @@ func (s *Server) write(sess *session, reply [][]byte) error {
 	}
 	var err error
 	if sess.framed {
-		_, err = sess.e.Write(appendFramed(make([]byte, 0, framedLen(reply)), reply))
+		s.scratch, err = writeFramed(sess.e, s.scratch, reply)
+		if cap(s.scratch) > queueLimit*2 {
+			s.scratch = nil // a large reply's buffer is not kept
+		}
 	} else {
 		var one []byte
 		for _, p := range reply {
@@ -439,17 +443,31 @@ func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 // the engine has for the network (possibly nothing, so that a lock-step peer gets its answer),
 // all in one call, so that no half-sent envelope is ever left behind.
 func (s *Server) reply(sess *session) {
-	out := sess.e.GetData()
-	frames := make([]any, 0, len(sess.peer.Route)+2)
-	for _, f := range sess.peer.Route {
-		frames = append(frames, f)
+	n, err := sess.e.sendData(func(out []byte) error { return s.send(sess.peer.Route, out) })
+	if n == 0 {
+		err = s.send(sess.peer.Route, nil) // a lock-step peer's answer, empty
 	}
-	frames = append(frames, "", out)
-	if _, err := s.sock.SendMessageDontwait(frames...); err != nil {
+	if err != nil {
 		s.log.Warn("tlszmq: reply not sent", "server", s.endpoint, "peer", sess.peer.String(), "reason", err)
 		return
 	}
-	s.stats.bytesOut.Add(int64(len(out)))
+	s.stats.bytesOut.Add(int64(n))
+}
+
+// send sends route, the delimiter and payload as one message without waiting. Only the first
+// part can fail (no route to the peer, or its queue is full), and then nothing is queued:
+// ZeroMQ takes the rest of a message whose first part it has taken.
+func (s *Server) send(route [][]byte, payload []byte) error {
+	for _, f := range route {
+		if _, err := s.sock.SendBytes(f, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
+			return err
+		}
+	}
+	if _, err := s.sock.SendBytes(nil, zmq.SNDMORE|zmq.DONTWAIT); err != nil {
+		return err
+	}
+	_, err := s.sock.SendBytes(payload, zmq.DONTWAIT)
+	return err
 }
 
 // remove drops a session, logging why.
