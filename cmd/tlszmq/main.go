@@ -2,6 +2,7 @@
 //
 //	tlszmq demo     a server and a client exchange "hello world!" over ZeroMQ on loopback, with the trace
 //	tlszmq keygen   makes a CA, a server and a client certificate through OpenSSL
+//	tlszmq bench    measures tlszmq beside plain ZeroMQ and CURVE (see internal/perf)
 //	tlszmq bridge   carries a TCP byte stream as TLSZMQ frames, for openssl s_client/s_server
 //
 // Run `tlszmq COMMAND -h` for a command's flags.
@@ -24,6 +25,7 @@ type command struct {
 var commands = []command{
 	{"demo", "run a server and a client over ZeroMQ on loopback and show the handshake", runDemo},
 	{"keygen", "make a CA and server and client certificates through OpenSSL", runKeygen},
+	{"bench", "measure tlszmq beside plain ZeroMQ and CURVE: round trips, streaming, handshakes, memory", runBench},
 	{"bridge", "carry a TCP byte stream as TLSZMQ frames (openssl s_client and s_server meet TLSZMQ peers)", runBridge},
 }
 

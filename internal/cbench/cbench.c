@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -18,7 +19,15 @@ struct cb_pair {
 	SSL *c, *s;
 	unsigned char *frame;
 	size_t frame_cap;
+	long long server_ns; /* time spent in the server's SSL calls, by cb_handshakes */
 };
+
+static long long cb_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static SSL *cb_ssl(SSL_CTX *ctx, int server)
 {
@@ -69,8 +78,11 @@ static int cb_handshake(cb_pair *p)
 	int i;
 	for (i = 0; i < 20; i++) {
 		int rc = cb_step(p->c), rs;
+		long long t;
 		cb_move(p, p->c, p->s);
+		t = cb_now();
 		rs = cb_step(p->s);
+		p->server_ns += cb_now() - t;
 		cb_move(p, p->s, p->c);
 		if (rc < 0 || rs < 0)
 			return 0;
@@ -119,14 +131,20 @@ void cb_pair_free(cb_pair *p)
 int cb_handshakes(cb_pair *p, int n)
 {
 	int i;
+	p->server_ns = 0;
 	for (i = 0; i < n; i++) {
-		SSL *c = cb_ssl(p->cctx, 0), *s = cb_ssl(p->sctx, 1);
+		SSL *c = cb_ssl(p->cctx, 0), *s;
+		long long t = cb_now();
+		s = cb_ssl(p->sctx, 1);
+		p->server_ns += cb_now() - t;
 		p->c = c;
 		p->s = s;
 		if (!cb_handshake(p))
 			return 0;
 		SSL_free(c);
+		t = cb_now();
 		SSL_free(s);
+		p->server_ns += cb_now() - t;
 		p->c = p->s = NULL;
 	}
 	return 1;
@@ -157,4 +175,9 @@ int cb_bulk(cb_pair *p, size_t size, int n)
 	free(msg);
 	free(plain);
 	return ok;
+}
+
+long long cb_server_ns(const cb_pair *p)
+{
+	return p->server_ns;
 }

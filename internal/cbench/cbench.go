@@ -12,6 +12,7 @@ import "C"
 
 import (
 	"errors"
+	"time"
 	"unsafe"
 )
 
@@ -50,6 +51,10 @@ func (p *Pair) Handshakes(n int) error {
 	}
 	return nil
 }
+
+// ServerTime is how long the last Handshakes spent on the server's side: its SSL objects'
+// creation, handshake steps and freeing. n divided by it is the server side's limit.
+func (p *Pair) ServerTime() time.Duration { return time.Duration(C.cb_server_ns(p.p)) }
 
 // Bulk sends n messages of size bytes from client to server in C (after one handshake).
 func (p *Pair) Bulk(size, n int) error {

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/perf"
+)
+
+// transportFlags are the names -transports takes.
+var transportFlags = map[string]perf.Transport{
+	"plain": {Name: perf.Plain}, "curve": {Name: perf.Curve},
+	"aes128": {Name: perf.TLS, Suite: perf.AES128GCM}, "aes256": {Name: perf.TLS, Suite: perf.AES256GCM},
+	"chacha20": {Name: perf.TLS, Suite: perf.ChaCha20}, "tls12": {Name: perf.TLS, Suite: perf.TLS12AES},
+}
+
+// runBench measures tlszmq beside plain ZeroMQ and CURVE (see package perf) and prints a table,
+// or with -json one JSON object per measurement and round.
+func runBench(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench")
+	o := perf.DefaultOptions()
+	asJSON := fs.Bool("json", false, "print one JSON object per measurement and round instead of the table")
+	quiet := fs.Bool("q", false, "do not report progress on stderr")
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds: every case is measured once per round, interleaved")
+	fs.DurationVar(&o.Duration, "time", o.Duration, "how long each case is measured in each round")
+	patterns := fs.String("patterns", strings.Join(o.Patterns, ","), "what to measure: roundtrip, stream, handshake, session-memory")
+	transports := fs.String("transports", "plain,curve,aes128,aes256,chacha20,tls12", "transports of roundtrip and stream: plain, curve, aes128, aes256, chacha20 (TLS 1.3), tls12 (ECDHE-RSA-AES128-GCM-SHA256)")
+	sizes := fs.String("sizes", "64,1K,16K,256K,1M", "message sizes of roundtrip and stream (suffixes K and M)")
+	fs.IntVar(&o.Clients, "clients", o.Clients, "client goroutines that handshake with the one server")
+	fs.IntVar(&o.Sessions, "sessions", o.Sessions, "idle sessions opened for the memory measurement")
+	if err := cli.Parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if o.Rounds < 1 || o.Duration <= 0 || o.Clients < 1 || o.Sessions < 1 {
+		return cli.Usagef("-rounds, -time, -clients and -sessions must be positive")
+	}
+	o.Patterns = split(*patterns)
+	for _, p := range o.Patterns {
+		if p != perf.Roundtrip && p != perf.Stream && p != perf.Handshake && p != perf.SessionMemory {
+			return cli.Usagef("-patterns: unknown pattern %q (roundtrip, stream, handshake, session-memory)", p)
+		}
+	}
+	o.Transports = nil
+	for _, name := range split(*transports) {
+		t, ok := transportFlags[name]
+		if !ok {
+			return cli.Usagef("-transports: unknown transport %q (plain, curve, aes128, aes256, chacha20, tls12)", name)
+		}
+		o.Transports = append(o.Transports, t)
+	}
+	o.Sizes = nil
+	for _, s := range split(*sizes) {
+		n, err := parseSize(s)
+		if err != nil {
+			return cli.Usagef("-sizes: %v", err)
+		}
+		o.Sizes = append(o.Sizes, n)
+	}
+	if !*quiet {
+		o.Progress = func(what string) { fmt.Fprintln(stderr, "bench:", what) }
+	}
+	var sum perf.Summary
+	err := perf.Run(o, func(r perf.Result) {
+		sum.Add(r)
+		if *asJSON {
+			perf.WriteJSON(stdout, r)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		fmt.Fprintf(stdout, "tlszmq bench: %d round(s) of %v per case, %s/%s, %d CPUs, tcp://127.0.0.1; medians (min–max)\n\n",
+			o.Rounds, o.Duration, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+		sum.WriteTable(stdout)
+	}
+	return nil
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parseSize reads "64", "16K" or "1M".
+func parseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 64<<20/mult {
+		return 0, fmt.Errorf("%q is not a size from 1 byte to 64M", s)
+	}
+	return n * mult, nil
+}

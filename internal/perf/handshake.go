@@ -1,0 +1,91 @@
+package perf
+
+import (
+	"context"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/cbench"
+)
+
+// Handshakes measures full TLS 1.3 handshakes per second on one tlszmq Server, with clients
+// goroutines each making a new REQ client, finishing its handshake and closing it, over and
+// over, for d.
+func Handshakes(keys *Keys, clients int, d time.Duration) (int, time.Duration, error) {
+	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*",
+		func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) { return nil, nil },
+		&tlszmq.ServerOptions{Logger: quietLog})
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				c, err := tlszmq.NewClient(keys.Client, srv.Endpoint(), nil)
+				if err == nil {
+					err = c.Handshake(context.Background())
+					c.Close()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	// Count the server's completed handshakes over d, once the clients are under way.
+	time.Sleep(d / 10)
+	start, t0 := srv.Stats().HandshakesDone, time.Now()
+	time.Sleep(d)
+	done, elapsed := srv.Stats().HandshakesDone-start, time.Since(t0)
+	stop.Store(true)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, 0, err
+	default:
+	}
+	return int(done), elapsed, nil
+}
+
+// CLimit measures OpenSSL's own limit: n TLS 1.3 handshakes between two SSL objects over
+// memory BIOs in one C thread, with the certificate and key of the given type. It returns
+// the handshakes per second of the pair, and of the server's side alone (n divided by the
+// time spent in the server's SSL calls).
+func CLimit(f *Fixture, ecdsa bool, n int) (pair, server float64, err error) {
+	dir, err := os.MkdirTemp("", "tlszmq-bench")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	crt, key, err := f.writeFiles(dir, ecdsa)
+	if err != nil {
+		return 0, 0, err
+	}
+	p, err := cbench.NewPair(crt, key, AES128GCM, false)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer p.Close()
+	if err := p.Handshakes(max(n/20, 1)); err != nil { // warm-up
+		return 0, 0, err
+	}
+	t0 := time.Now()
+	if err := p.Handshakes(n); err != nil {
+		return 0, 0, err
+	}
+	return float64(n) / time.Since(t0).Seconds(), float64(n) / p.ServerTime().Seconds(), nil
+}

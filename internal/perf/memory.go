@@ -1,0 +1,132 @@
+package perf
+
+// #include <malloc.h>
+// static size_t perf_c_heap(void) { return mallinfo2().uordblks; }
+import "C"
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq"
+)
+
+// Footprint is the memory of the process at one moment.
+type Footprint struct {
+	RSS, GoHeap, CHeap int64
+}
+
+// footprint collects garbage, returns freed memory to the system and reads the process's
+// resident set (/proc/self/status), the Go heap in use and malloc's bytes in use.
+func footprint() Footprint {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	f := Footprint{GoHeap: int64(ms.HeapAlloc), CHeap: int64(C.perf_c_heap())}
+	if status, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range bytes.Split(status, []byte("\n")) {
+			if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+				kb, _ := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
+				f.RSS = kb << 10
+			}
+		}
+	}
+	return f
+}
+
+// Sessions establishes n TLS sessions with one tlszmq Server and measures, while they are
+// idle, how much the process has grown per session. The clients are engines over one DEALER
+// socket, each behind its own envelope frame (as behind a device), and are freed once their
+// handshake is done, so that the growth is the server's: n live sessions in its table.
+func Sessions(keys *Keys, n int) (per Footprint, err error) {
+	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*",
+		func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) { return nil, nil },
+		&tlszmq.ServerOptions{Logger: quietLog, MaxSessions: n + 16, IdleTimeout: time.Hour})
+	if err != nil {
+		return per, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+
+	sock, err := zmq.NewSocket(zmq.DEALER)
+	if err != nil {
+		return per, err
+	}
+	defer sock.Close()
+	sock.SetLinger(0)
+	sock.SetRcvtimeo(10 * time.Second)
+	if err := sock.Connect(srv.Endpoint()); err != nil {
+		return per, err
+	}
+	// One session first, so that what is made once (pools, the socket's buffers) is not
+	// counted per session.
+	if err := openSession(keys.Client, sock, "warm-up"); err != nil {
+		return per, err
+	}
+	before := footprint()
+	for i := range n {
+		if err := openSession(keys.Client, sock, fmt.Sprintf("s%07d", i)); err != nil {
+			return per, fmt.Errorf("session %d: %w", i, err)
+		}
+	}
+	if live := srv.Stats().Sessions; live != int64(n)+1 {
+		return per, fmt.Errorf("perf: the server holds %d sessions, want %d", live, n+1)
+	}
+	after := footprint()
+	return Footprint{
+		RSS:    (after.RSS - before.RSS) / int64(n),
+		GoHeap: (after.GoHeap - before.GoHeap) / int64(n),
+		CHeap:  (after.CHeap - before.CHeap) / int64(n),
+	}, nil
+}
+
+// openSession runs one client engine's handshake through sock behind the envelope frame hop,
+// including the server's answer to the client's last flight (the session tickets).
+func openSession(ctx *tlszmq.Context, sock *zmq.Socket, hop string) error {
+	e, err := tlszmq.NewClientEngineFor(ctx, "localhost")
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.Update(); err != nil {
+		return err
+	}
+	for {
+		done := e.HandshakeComplete() // then what is left to send is the last flight
+		out := e.GetData()
+		if out == nil {
+			if done {
+				return nil
+			}
+			return errors.New("perf: the handshake stalled")
+		}
+		if _, err := sock.SendMessage(hop, "", out); err != nil {
+			return err
+		}
+		reply, err := sock.RecvMessageBytes(0)
+		if err != nil {
+			return fmt.Errorf("no answer from the server: %w", err)
+		}
+		if len(reply) != 3 || string(reply[0]) != hop {
+			return fmt.Errorf("a reply of %d frames for another envelope", len(reply))
+		}
+		if err := e.PutData(reply[2]); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/tlszmq/tlszmq"
+)
+
+// tlsLink is a tlszmq Client and Server: an echo Handler (round trips) or one that
+// acknowledges every chunk messages (streaming, from a DEALER client that gathers messages
+// with Queue and sends them with Flush when it runs out of credit).
+type tlsLink struct {
+	pattern string
+	srv     *tlszmq.Server
+	cli     *tlszmq.Client
+	cancel  context.CancelFunc
+	served  chan error
+}
+
+// Keys is what a TLS measurement runs with: contexts for both sides, made once.
+type Keys struct {
+	Server, Client *tlszmq.Context
+}
+
+// NewKeys makes the contexts of a TLS transport from a fixture (see NewFixture): the server
+// with the fixture's key of the given type, the client verifying it against the fixture's CA
+// and the host name "localhost".
+func NewKeys(f *Fixture, suite string, ecdsa bool) (*Keys, error) {
+	crt, key := f.RSACert, f.RSAKey
+	if ecdsa {
+		crt, key = f.ECCert, f.ECKey
+	}
+	scfg := &tlszmq.Config{CertPEM: crt, KeyPEM: key}
+	ccfg := &tlszmq.Config{CAPEM: f.CACert, ServerName: "localhost"}
+	switch {
+	case suite == TLS12AES:
+		ccfg.MaxVersion, ccfg.CipherList = tlszmq.VersionTLS12, suite
+	case strings.HasPrefix(suite, "TLS_"):
+		ccfg.CipherSuites = suite
+	}
+	s, err := tlszmq.NewContext(tlszmq.RoleServer, scfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := tlszmq.NewContext(tlszmq.RoleClient, ccfg)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &Keys{Server: s, Client: c}, nil
+}
+
+// Close frees the contexts.
+func (k *Keys) Close() {
+	k.Server.Close()
+	k.Client.Close()
+}
+
+// quietLog drops the servers' per-session lines, which would otherwise fill the output.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newTLSLink(keys *Keys, pattern string, size int) (*tlsLink, error) {
+	_, chunk := credit(size)
+	ack := [][]byte{{1}}
+	var handler tlszmq.Handler = func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) {
+		return req, nil
+	}
+	if pattern == Stream {
+		got := 0 // one client per server
+		handler = func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) {
+			if got++; got%chunk == 0 {
+				return ack, nil
+			}
+			return nil, nil
+		}
+	}
+	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*", handler, &tlszmq.ServerOptions{Logger: quietLog})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &tlsLink{pattern: pattern, srv: srv, cancel: cancel, served: make(chan error, 1)}
+	go func() { l.served <- srv.Serve(ctx) }()
+	opts := &tlszmq.ClientOptions{}
+	if pattern == Stream {
+		opts.Pattern = tlszmq.DEALER
+	}
+	if l.cli, err = tlszmq.NewClient(keys.Client, srv.Endpoint(), opts); err == nil {
+		err = l.cli.Handshake(context.Background())
+	}
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *tlsLink) run(msg []byte, n int) error {
+	ctx := context.Background()
+	if l.pattern == Roundtrip {
+		for range n {
+			reply, err := l.cli.Request(ctx, msg)
+			if err != nil {
+				return err
+			}
+			if len(reply) != 1 || len(reply[0]) != len(msg) {
+				return fmt.Errorf("perf: a wrong reply to a request of %d bytes", len(msg))
+			}
+		}
+		return nil
+	}
+	window, chunk := credit(len(msg))
+	acked := 0
+	for sent := 0; sent < n || acked < sent; {
+		if sent < n && sent-acked < window {
+			if err := l.cli.Queue(ctx, msg); err != nil {
+				return err
+			}
+			sent++
+			continue
+		}
+		if err := l.cli.Flush(); err != nil {
+			return err
+		}
+		if _, err := l.cli.Recv(ctx); err != nil {
+			return err
+		}
+		acked += chunk
+	}
+	return nil
+}
+
+func (l *tlsLink) close() error {
+	var err error
+	if l.cli != nil {
+		err = l.cli.Close()
+	}
+	l.cancel()
+	if serr := <-l.served; err == nil {
+		err = serr
+	}
+	return err
+}
