@@ -140,7 +140,12 @@ func newError(ce *C.tz_err) *Error {
 
 // connError builds the sticky error of a connection from its captured error and alerts.
 func connError(c *C.tz_conn) *Error {
-	e := newError(&c.err)
+	var e *Error
+	if c.err != nil {
+		e = newError(c.err)
+	} else {
+		e = &Error{Op: "the connection", Reasons: []string{"failed without a recorded error"}}
+	}
 	switch {
 	case c.alert_recv >= 0 && c.alert_recv_fatal != 0:
 		e.Alert = &AlertError{Code: uint8(c.alert_recv), Text: AlertText(uint8(c.alert_recv))}

@@ -479,8 +479,16 @@ func (s *Server) remove(sess *session, reason string) {
 	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
 }
 
-// expire removes sessions whose handshake or idle time is up.
+// releaseAfter is how long a session stays quiet before the server lets its buffers go
+// (Engine.ReleaseBuffers): long enough that a busy session keeps them between messages.
+const releaseAfter = time.Second
+
+// expire removes sessions whose handshake or idle time is up, and lets the buffers of
+// sessions that have gone quiet go.
 func (s *Server) expire(now time.Time) {
+	for sess := s.table.quiet(now.Add(-releaseAfter)); sess != nil; sess = s.table.quiet(now.Add(-releaseAfter)) {
+		sess.e.ReleaseBuffers()
+	}
 	for sess := s.table.oldestHandshake(); sess != nil && now.Sub(sess.created) > s.opts.HandshakeTimeout; sess = s.table.oldestHandshake() {
 		s.stats.handshakesFailed.Add(1)
 		s.remove(sess, fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout))

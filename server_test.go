@@ -219,6 +219,37 @@ func TestQueueBatchesMessages(t *testing.T) {
 	}
 }
 
+// A session that has gone quiet lets its buffers go: after 4 MiB messages its memory BIOs
+// hold about a chunk each, a second later next to nothing.
+func TestQuietSessionLetsBuffersGo(t *testing.T) {
+	// "?" asks the session for its BIOs' storage in KiB, looked at on Serve's goroutine.
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+		if string(req[0]) == "?" {
+			return [][]byte{{byte(min(p.sess.e.bioStorage()>>10, 255))}}, nil
+		}
+		return req, nil
+	}, nil)
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Identity: "quiet"})
+	if _, err := c.Request(ctxTimeout(t, 10*time.Second), pattern(4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	storage := func() int {
+		got, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("?"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(got[0][0])
+	}
+	if kib := storage(); kib < 32 {
+		t.Fatalf("right after 4 MiB the BIOs hold %d KiB: nothing to release", kib)
+	}
+	time.Sleep(releaseAfter + 200*time.Millisecond)
+	// The request that asks goes through the BIOs too: a few hundred bytes at most.
+	if kib := storage(); kib > 4 {
+		t.Fatalf("a quiet session's BIOs hold %d KiB", kib)
+	}
+}
+
 // A REQ client may not send again before the reply: an error says so, nothing is lost.
 func TestREQSendsInLockStep(t *testing.T) {
 	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo, nil)

@@ -44,6 +44,7 @@ type session struct {
 	lastSeen time.Time
 	lru      *list.Element // in sessionTable.lru, most recent at the front
 	pending  *list.Element // in sessionTable.handshaking while the handshake runs
+	busy     *list.Element // in sessionTable.busy while it has been used since its last trim
 }
 
 // sessionTable holds a server's sessions, bounded, with the least recently used first out.
@@ -51,10 +52,11 @@ type sessionTable struct {
 	byKey       map[string]*session
 	lru         *list.List // *session, most recently used at the front
 	handshaking *list.List // *session, oldest first
+	busy        *list.List // *session used since its buffers were last released, most recent at the front
 }
 
 func newSessionTable() *sessionTable {
-	return &sessionTable{byKey: make(map[string]*session), lru: list.New(), handshaking: list.New()}
+	return &sessionTable{byKey: make(map[string]*session), lru: list.New(), handshaking: list.New(), busy: list.New()}
 }
 
 func (t *sessionTable) len() int { return len(t.byKey) }
@@ -72,6 +74,24 @@ func (t *sessionTable) add(s *session) {
 func (t *sessionTable) touch(s *session, now time.Time) {
 	s.lastSeen = now
 	t.lru.MoveToFront(s.lru)
+	if s.busy == nil {
+		s.busy = t.busy.PushFront(s)
+	} else {
+		t.busy.MoveToFront(s.busy)
+	}
+}
+
+// quiet returns the busy session used longest ago if that was before since, taking it off the
+// busy list; nil if there is none.
+func (t *sessionTable) quiet(since time.Time) *session {
+	e := t.busy.Back()
+	if e == nil || !e.Value.(*session).lastSeen.Before(since) {
+		return nil
+	}
+	s := e.Value.(*session)
+	t.busy.Remove(e)
+	s.busy = nil
+	return s
 }
 
 // established takes s off the handshaking list.
@@ -87,6 +107,10 @@ func (t *sessionTable) remove(s *session) {
 	delete(t.byKey, s.key)
 	t.lru.Remove(s.lru)
 	t.established(s)
+	if s.busy != nil {
+		t.busy.Remove(s.busy)
+		s.busy = nil
+	}
 }
 
 // oldest returns the least recently used session, or nil.

@@ -541,28 +541,40 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 	return c;
 }
 
+/* The error of a connection that could not even allocate the room for its error. */
+static tz_err tz_err_nomem = {0, 0, 0, NULL, "recording an error", "out of memory"};
+
 void tz_conn_free(tz_conn *c)
 {
 	if (c == NULL)
 		return;
 	SSL_free(c->ssl);
+	if (c->err != &tz_err_nomem)
+		free(c->err);
 	free(c);
 }
 
 static void tz_fail(tz_conn *c, const char *where, int ssl_error)
 {
 	SSL *ssl = c->ssl;
+	tz_err *err;
+
 	c->state |= TZ_FATAL;
-	tz_capture(&c->err, where);
-	c->err.verify_result = SSL_get_verify_result(ssl);
-	c->err.verify_text = X509_verify_cert_error_string(c->err.verify_result);
-	if (c->err.text[0] == '\0') {
+	/* The room for an error is made when one happens: a healthy connection carries none. */
+	if (c->err == NULL && (c->err = calloc(1, sizeof *c->err)) == NULL)
+		c->err = &tz_err_nomem;
+	if ((err = c->err) == &tz_err_nomem)
+		return;
+	tz_capture(err, where);
+	err->verify_result = SSL_get_verify_result(ssl);
+	err->verify_text = X509_verify_cert_error_string(err->verify_result);
+	if (err->text[0] == '\0') {
 		if (ssl_error == SSL_ERROR_ZERO_RETURN)
-			snprintf(c->err.text, sizeof c->err.text, "the peer closed the connection");
+			snprintf(err->text, sizeof err->text, "the peer closed the connection");
 		else if (ssl_error == SSL_ERROR_SYSCALL)
-			snprintf(c->err.text, sizeof c->err.text, "unexpected end of the transport");
+			snprintf(err->text, sizeof err->text, "unexpected end of the transport");
 		else
-			snprintf(c->err.text, sizeof c->err.text, "SSL error %d", ssl_error);
+			snprintf(err->text, sizeof err->text, "SSL error %d", ssl_error);
 	}
 }
 
@@ -598,11 +610,135 @@ static void tz_handshake_done(tz_conn *c)
 	}
 }
 
-/* A memory BIO keeps the storage of the largest flight or message it ever held. Once drained,
- * a BIO with more than TZ_BIO_KEEP bytes of storage is swapped for a fresh one: an idle session
- * then holds no network buffers, only OpenSSL's own state, and a stream of small messages,
- * whose buffers stay small, swaps nothing. */
-#define TZ_BIO_KEEP 1024
+/* How many bytes the pump moves through a memory BIO at a time once the handshake is done:
+ * network bytes are fed to the read BIO, and application data written through the write BIO,
+ * a chunk at a time, so that neither BIO's storage grows past about a chunk and a record,
+ * whatever the size of a message. Before the handshake is done input is fed whole: flights
+ * are small, and an oversized one fails the handshake. */
+#define TZ_CHUNK (64 * 1024)
+
+/* A memory BIO keeps the storage of the largest flight or chunk it ever held; tz_trim swaps a
+ * drained BIO with more than TZ_BIO_KEEP bytes of storage for a fresh one. */
+#define TZ_BIO_KEEP 512
+
+/* Feeds up to limit more input bytes to the read BIO, and the end of the transport once all
+ * of it is in. 0 on failure (c is then fatal). */
+static int tz_feed(tz_conn *c, const unsigned char **in, size_t *in_len, size_t limit, int flags)
+{
+	while (*in_len > 0 && limit > 0) {
+		size_t n = *in_len < limit ? *in_len : limit;
+		int chunk = n > INT_MAX ? INT_MAX : (int)n;
+		if (BIO_write(c->rbio, *in, chunk) != chunk) {
+			tz_fail(c, "buffering network bytes", 0);
+			return 0;
+		}
+		*in += chunk;
+		*in_len -= (size_t)chunk;
+		limit -= (size_t)chunk;
+	}
+	if (*in_len == 0 && (flags & TZ_IN_EOF) && !c->in_eof) {
+		BIO_set_mem_eof_return(c->rbio, 0);
+		c->in_eof = 1;
+	}
+	return 1;
+}
+
+/* Moves what the write BIO holds into out, after what is there; returns the bytes left. */
+static size_t tz_drain(tz_conn *c, unsigned char *out, size_t out_cap)
+{
+	size_t pending = BIO_ctrl_pending(c->wbio);
+	if (pending > 0 && c->out_len < out_cap) {
+		size_t n = out_cap - c->out_len, got = 0;
+		if (n > pending)
+			n = pending;
+		if (BIO_read_ex(c->wbio, out + c->out_len, n, &got))
+			c->out_len += got;
+		pending -= got;
+	}
+	return pending;
+}
+
+int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,
+            size_t app_len, unsigned char *out, size_t out_cap, unsigned char *plain,
+            size_t plain_cap, int flags)
+{
+	SSL *ssl = c->ssl;
+
+	c->app_written = c->out_len = c->plain_len = 0;
+	c->state &= ~(TZ_PLAIN_MORE | TZ_OUT_MORE);
+	if (!(c->state & TZ_FATAL)) {
+		ERR_clear_error();
+		tz_feed(c, &in, &in_len, (c->state & TZ_HANDSHAKE_DONE) ? TZ_CHUNK : (size_t)-1, flags);
+	}
+	if (!(c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE))) {
+		int r = SSL_do_handshake(ssl);
+		if (r == 1)
+			tz_handshake_done(c);
+		else
+			tz_retryable(c, r, "handshake");
+	}
+	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE)) == TZ_HANDSHAKE_DONE) {
+		while (c->app_written < app_len) {
+			size_t n = app_len - c->app_written, w = 0;
+			if (n > TZ_CHUNK)
+				n = TZ_CHUNK;
+			if (!SSL_write_ex(ssl, app + c->app_written, n, &w)) {
+				tz_retryable(c, 0, "writing application data");
+				break;
+			}
+			c->app_written += w;
+			if (tz_drain(c, out, out_cap) > 0)
+				break; /* out is full: the caller comes back with more room */
+		}
+	}
+	/* SSL_read only when there is something to read: bytes that came in with this pump or
+	 * before it and are still waiting in the read BIO or in OpenSSL. A failing SSL_read is not
+	 * free, and on the send path there is never anything to read. */
+	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE | TZ_PEER_CLOSED)) == TZ_HANDSHAKE_DONE &&
+	    (SSL_has_pending(ssl) || BIO_ctrl_pending(c->rbio) > 0 || in_len > 0 || (flags & TZ_IN_EOF))) {
+		while (c->plain_len < plain_cap) {
+			size_t got = 0;
+			int e;
+			if (in_len > 0 && BIO_ctrl_pending(c->rbio) < TZ_CHUNK / 2 &&
+			    !tz_feed(c, &in, &in_len, TZ_CHUNK, flags))
+				break;
+			if (SSL_read_ex(ssl, plain + c->plain_len, plain_cap - c->plain_len, &got)) {
+				c->plain_len += got;
+				if (!SSL_has_pending(ssl) && BIO_ctrl_pending(c->rbio) == 0 && in_len == 0 &&
+				    !(flags & TZ_IN_EOF))
+					break;
+				continue;
+			}
+			e = SSL_get_error(ssl, 0);
+			if (e == SSL_ERROR_WANT_READ && in_len > 0)
+				continue; /* the next chunk goes in at the top */
+			if (e == SSL_ERROR_ZERO_RETURN)
+				c->state |= TZ_PEER_CLOSED;
+			else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+				tz_fail(c, "reading application data", e);
+			break;
+		}
+		if (c->plain_len == plain_cap &&
+		    (SSL_has_pending(ssl) || BIO_ctrl_pending(c->rbio) > 0 || in_len > 0))
+			c->state |= TZ_PLAIN_MORE;
+	}
+	/* Input the read loop did not take (the plaintext room ran out) waits in the read BIO for
+	 * the next pump; after a failure or the peer's close_notify it is dropped. */
+	if (in_len > 0 && !(c->state & (TZ_FATAL | TZ_PEER_CLOSED)))
+		tz_feed(c, &in, &in_len, (size_t)-1, flags);
+	if ((flags & TZ_SHUTDOWN) && !(c->state & (TZ_FATAL | TZ_SENT_CLOSE)) &&
+	    (c->state & TZ_HANDSHAKE_DONE)) {
+		ERR_clear_error();
+		if (SSL_shutdown(ssl) >= 0)
+			c->state |= TZ_SENT_CLOSE;
+		else
+			tz_retryable(c, -1, "sending close_notify");
+	}
+	/* Drain whatever the write BIO holds, after an error too: a queued alert still goes out. */
+	if (tz_drain(c, out, out_cap) > 0)
+		c->state |= TZ_OUT_MORE;
+	return c->state;
+}
 
 static BIO *tz_fresh_bio(BIO *b)
 {
@@ -617,7 +753,15 @@ static BIO *tz_fresh_bio(BIO *b)
 	return nb; /* NULL when out of memory: the old BIO stays, which is only larger */
 }
 
-static void tz_trim_bios(tz_conn *c)
+size_t tz_bio_storage(tz_conn *c)
+{
+	BUF_MEM *r = NULL, *w = NULL;
+	BIO_get_mem_ptr(c->rbio, &r);
+	BIO_get_mem_ptr(c->wbio, &w);
+	return (r ? r->max : 0) + (w ? w->max : 0);
+}
+
+void tz_trim(tz_conn *c)
 {
 	BIO *nb;
 
@@ -629,93 +773,6 @@ static void tz_trim_bios(tz_conn *c)
 		SSL_set0_wbio(c->ssl, nb);
 		c->wbio = nb;
 	}
-}
-
-int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,
-            size_t app_len, unsigned char *out, size_t out_cap, unsigned char *plain,
-            size_t plain_cap, int flags)
-{
-	SSL *ssl = c->ssl;
-	BIO *rbio = c->rbio, *wbio = c->wbio;
-	size_t pending;
-
-	c->app_written = c->out_len = c->plain_len = 0;
-	c->state &= ~(TZ_PLAIN_MORE | TZ_OUT_MORE);
-	if (!(c->state & TZ_FATAL)) {
-		ERR_clear_error();
-		while (in_len > 0) {
-			int chunk = in_len > INT_MAX ? INT_MAX : (int)in_len;
-			if (BIO_write(rbio, in, chunk) != chunk) {
-				tz_fail(c, "buffering network bytes", 0);
-				break;
-			}
-			in += chunk;
-			in_len -= (size_t)chunk;
-		}
-		if (flags & TZ_IN_EOF) {
-			BIO_set_mem_eof_return(rbio, 0);
-			c->in_eof = 1;
-		}
-	}
-	if (!(c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE))) {
-		int r = SSL_do_handshake(ssl);
-		if (r == 1)
-			tz_handshake_done(c);
-		else
-			tz_retryable(c, r, "handshake");
-	}
-	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE)) == TZ_HANDSHAKE_DONE && app_len > 0) {
-		size_t w = 0;
-		if (SSL_write_ex(ssl, app, app_len, &w))
-			c->app_written = w;
-		else
-			tz_retryable(c, 0, "writing application data");
-	}
-	/* SSL_read only when there is something to read: bytes that came in with this pump or
-	 * before it and are still waiting in the read BIO or in OpenSSL. A failing SSL_read is not
-	 * free, and on the send path there is never anything to read. */
-	if ((c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE | TZ_PEER_CLOSED)) == TZ_HANDSHAKE_DONE &&
-	    (SSL_has_pending(ssl) || BIO_ctrl_pending(rbio) > 0 || (flags & TZ_IN_EOF))) {
-		while (c->plain_len < plain_cap) {
-			size_t got = 0;
-			if (SSL_read_ex(ssl, plain + c->plain_len, plain_cap - c->plain_len, &got)) {
-				c->plain_len += got;
-				if (!SSL_has_pending(ssl) && BIO_ctrl_pending(rbio) == 0 && !(flags & TZ_IN_EOF))
-					break;
-				continue;
-			}
-			int e = SSL_get_error(ssl, 0);
-			if (e == SSL_ERROR_ZERO_RETURN)
-				c->state |= TZ_PEER_CLOSED;
-			else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
-				tz_fail(c, "reading application data", e);
-			break;
-		}
-		if (c->plain_len == plain_cap && (SSL_has_pending(ssl) || BIO_ctrl_pending(rbio) > 0))
-			c->state |= TZ_PLAIN_MORE;
-	}
-	if ((flags & TZ_SHUTDOWN) && !(c->state & (TZ_FATAL | TZ_SENT_CLOSE)) &&
-	    (c->state & TZ_HANDSHAKE_DONE)) {
-		ERR_clear_error();
-		if (SSL_shutdown(ssl) >= 0)
-			c->state |= TZ_SENT_CLOSE;
-		else
-			tz_retryable(c, -1, "sending close_notify");
-	}
-	/* Drain whatever the write BIO holds, after an error too: a queued alert still goes out. */
-	pending = BIO_ctrl_pending(wbio);
-	if (pending > 0 && out_cap > 0) {
-		size_t n = pending < out_cap ? pending : out_cap;
-		size_t got = 0;
-		if (BIO_read_ex(wbio, out, n, &got))
-			c->out_len = got;
-		pending -= got;
-	}
-	if (pending > 0)
-		c->state |= TZ_OUT_MORE;
-	else if (!(c->state & TZ_PLAIN_MORE))
-		tz_trim_bios(c);
-	return c->state;
 }
 
 /* ---- peer certificates and sessions ----------------------------------------------------- */

@@ -96,7 +96,7 @@ typedef struct tz_conn {
 	long verify_result;       /* SSL_get_verify_result() once known */
 	const char *verify_text;
 	char alpn[32];            /* the negotiated ALPN protocol, "" for none */
-	tz_err err;               /* the first fatal error (sticky) */
+	tz_err *err;              /* the fatal error once there is one (TZ_FATAL), else NULL */
 } tz_conn;
 
 /* Bytes the C heap has in use (glibc's mallinfo2: arenas and mmapped blocks), -1 where the C
@@ -124,6 +124,13 @@ void tz_conn_free(tz_conn *c);
 int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned char *app,
             size_t app_len, unsigned char *out, size_t out_cap, unsigned char *plain,
             size_t plain_cap, int flags);
+
+/* Lets an idle connection's memory BIOs go when they hold more storage than a small message
+ * needs (a memory BIO keeps the storage of the largest chunk it held); fresh, empty ones take
+ * their place. Nothing is lost: only drained BIOs are swapped. */
+void tz_trim(tz_conn *c);
+/* The storage both memory BIOs hold, in bytes (for the tests). */
+size_t tz_bio_storage(tz_conn *c);
 
 /* Peer certificates: count, then each one's DER (returns its length; call with buf NULL to
  * learn it). index 0 is the peer's own certificate. */

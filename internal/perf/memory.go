@@ -84,6 +84,9 @@ func Sessions(keys *Keys, n int) (per Footprint, err error) {
 	if live := srv.Stats().Sessions; live != int64(n)+1 {
 		return per, fmt.Errorf("perf: the server holds %d sessions, want %d", live, n+1)
 	}
+	// Idle means quiet for longer than the server waits before it lets a session's buffers
+	// go (a second).
+	time.Sleep(1500 * time.Millisecond)
 	after := footprint()
 	return Footprint{
 		RSS:    (after.RSS - before.RSS) / int64(n),
