@@ -37,27 +37,28 @@ func hostileFrames(t *testing.T, rng *rand.Rand) map[string][][]byte {
 	}
 }
 
-// Garbage of every kind, while well-behaved clients keep exchanging messages: they see no
-// error and no reply of anyone else, and the server goes on.
-func TestHostileInputWhileClientsWork(t *testing.T) {
-	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*",
-		func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
-			return [][]byte{p.Identity, req[0]}, nil
-		}, &ServerOptions{HandshakeTimeout: time.Second})
-	cctx := mustContext(t, RoleClient, clientConfig())
+// goodClients are well-behaved clients that exchange messages with a server, each checking
+// every reply, until stop.
+type goodClients struct {
+	t         *testing.T
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	errs      chan error
+	exchanged atomic.Int64
+}
 
-	stop := make(chan struct{})
-	var exchanged atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for i := range 4 {
-		wg.Add(1)
+// startGoodClients starts n clients "good-0"... against an echo-with-identity server (see
+// identityEcho) in the background.
+func startGoodClients(t *testing.T, cctx *Context, endpoint string, n int) *goodClients {
+	g := &goodClients{t: t, quit: make(chan struct{}), errs: make(chan error, n)}
+	for i := range n {
+		g.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer g.wg.Done()
 			id := fmt.Sprintf("good-%d", i)
-			c, err := NewClient(cctx, srv.Endpoint(), &ClientOptions{Identity: id})
+			c, err := NewClient(cctx, endpoint, &ClientOptions{Identity: id})
 			if err != nil {
-				errs <- err
+				g.errs <- err
 				return
 			}
 			defer c.Close()
@@ -65,24 +66,48 @@ func TestHostileInputWhileClientsWork(t *testing.T) {
 			defer cancel()
 			for j := 0; ; j++ {
 				select {
-				case <-stop:
+				case <-g.quit:
 					return
 				default:
 				}
 				msg := fmt.Sprintf("%s/%d", id, j)
 				got, err := c.Request(ctx, []byte(msg))
-				if err != nil {
-					errs <- fmt.Errorf("%s: %w", msg, err)
+				if err != nil || len(got) != 2 || string(got[0]) != id || string(got[1]) != msg {
+					g.errs <- fmt.Errorf("%s: got %q, %v", msg, got, err)
 					return
 				}
-				if len(got) != 2 || string(got[0]) != id || string(got[1]) != msg {
-					errs <- fmt.Errorf("%s: got %q", msg, got)
-					return
-				}
-				exchanged.Add(1)
+				g.exchanged.Add(1)
 			}
 		}()
 	}
+	return g
+}
+
+// stop ends the clients, fails the test with whatever went wrong for them, and returns how
+// many exchanges they completed.
+func (g *goodClients) stop() int64 {
+	close(g.quit)
+	g.wg.Wait()
+	close(g.errs)
+	for err := range g.errs {
+		g.t.Error(err)
+	}
+	return g.exchanged.Load()
+}
+
+// identityEcho answers each request with the peer's identity and the request.
+func identityEcho(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+	return [][]byte{p.Identity, req[0]}, nil
+}
+
+// Garbage of every kind, while well-behaved clients keep exchanging messages: they see no
+// error and no reply of anyone else, and the server goes on.
+func TestHostileInputWhileClientsWork(t *testing.T) {
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", identityEcho,
+		&ServerOptions{HandshakeTimeout: time.Second})
+	cctx := mustContext(t, RoleClient, clientConfig())
+
+	good := startGoodClients(t, cctx, srv.Endpoint(), 4)
 
 	// The attacker: one DEALER that puts any envelope it likes in front of its payloads.
 	raw, err := zmq.NewSocket(zmq.DEALER)
@@ -111,17 +136,12 @@ func TestHostileInputWhileClientsWork(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	exchanged := good.stop()
 	st := srv.Stats()
-	if exchanged.Load() < 20 || st.HandshakesFailed == 0 || st.Dropped == 0 {
-		t.Fatalf("%d good exchanges during the attack; stats %+v", exchanged.Load(), st)
+	if exchanged < 20 || st.HandshakesFailed == 0 || st.Dropped == 0 {
+		t.Fatalf("%d good exchanges during the attack; stats %+v", exchanged, st)
 	}
-	t.Logf("%d good exchanges during the attack; stats %+v", exchanged.Load(), st)
+	t.Logf("%d good exchanges during the attack; stats %+v", exchanged, st)
 	// The server is still serving.
 	c := newClient(t, clientConfig(), srv.Endpoint(), nil)
 	if got, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("after")); err != nil || string(got[1]) != "after" {

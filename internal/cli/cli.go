@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // ErrUsage is wrapped by errors about how a command was called (exit status 2).
@@ -34,12 +36,21 @@ func Parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	if err != nil {
-		return Usagef("%v", err)
+		return Usagef("%s", printable(err.Error()))
 	}
 	if fs.NArg() > 0 {
 		return Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// printable returns s, or s quoted when it holds characters that are not printable (a newline
+// in a file name would otherwise break the one-line error).
+func printable(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // NeedFiles returns a usage error naming the first path that cannot be read.
@@ -54,7 +65,7 @@ func NeedFiles(paths ...string) error {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return Usagef("%s: %v", p, err)
+			return Usagef("%s: %v", printable(p), err)
 		}
 		f.Close()
 	}
