@@ -53,11 +53,17 @@ type ClientOptions struct {
 	// Raw offers no ALPN, so the session uses the C++ peers' format even with a tlszmq
 	// server: one part per message, no empty messages.
 	Raw bool
+	// Reconnect makes the client start over by itself (see Client.Reconnect) before it sends
+	// again after a failure: no answer within the timeout, a TLS error, the server's
+	// close_notify. The failed call still returns its error: nothing is retried, so no
+	// message is sent twice.
+	Reconnect bool
 }
 
 // Client is a TLS client over a ZeroMQ REQ or DEALER socket. It is not safe for concurrent
 // use.
 type Client struct {
+	ctx      *Context
 	endpoint string
 	opts     ClientOptions
 	sock     *zmq.Socket
@@ -68,6 +74,7 @@ type Client struct {
 	inbox    [][][]byte
 	queued   []byte // framed plaintext of the messages Queue has gathered, not yet sent
 	owed     bool   // REQ: a request was sent and its reply not yet received
+	broken   error  // what made the session unusable, for Reconnect
 	closed   bool
 }
 
@@ -87,17 +94,27 @@ func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, err
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize
 	}
+	c := &Client{ctx: ctx, endpoint: endpoint, opts: o}
+	if err := c.open(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// open makes the client's engine and socket, connected (or bound), with nothing sent yet.
+func (c *Client) open() error {
+	o := c.opts
 	name := o.ServerName
 	if name == "" {
-		name = ctx.cfg.ServerName
+		name = c.ctx.cfg.ServerName
 	}
 	alpn := ProtocolFramed
 	if o.Raw {
 		alpn = ""
 	}
-	e, err := newEngine(ctx, RoleClient, name, alpn)
+	e, err := newEngine(c.ctx, RoleClient, name, alpn)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	typ := zmq.REQ
 	if o.Pattern == DEALER {
@@ -111,9 +128,9 @@ func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, err
 	}
 	if err == nil {
 		if o.Bind {
-			err = sock.Bind(endpoint)
+			err = sock.Bind(c.endpoint)
 		} else {
-			err = sock.Connect(endpoint)
+			err = sock.Connect(c.endpoint)
 		}
 	}
 	if err != nil {
@@ -121,12 +138,56 @@ func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, err
 			sock.Close()
 		}
 		e.Close()
-		return nil, fmt.Errorf("tlszmq: client %s: %w", endpoint, err)
+		return fmt.Errorf("tlszmq: client %s: %w", c.endpoint, err)
 	}
-	c := &Client{endpoint: endpoint, opts: o, sock: sock, poller: zmq.NewPoller(), e: e}
+	c.e, c.sock, c.poller = e, sock, zmq.NewPoller()
 	c.poller.Add(sock, zmq.POLLIN)
-	c.deframer.max = o.MaxMessageSize
-	return c, nil
+	c.framed, c.deframer, c.inbox, c.queued, c.owed, c.broken = false, deframer{max: o.MaxMessageSize}, nil, nil, false, nil
+	return nil
+}
+
+// Reconnect drops the client's socket and session and starts over with new ones, resuming
+// the old session where the server allows (a server that kept its session ticket key: the
+// same process, or one given the same SessionTicketKey). Messages not yet answered are lost
+// with the old socket: each of them has had, or gets, an error. With
+// ClientOptions.Reconnect a client does this by itself before it sends again after a failure.
+func (c *Client) Reconnect(ctx context.Context) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
+	var session []byte
+	if c.e.HandshakeComplete() {
+		session, _ = c.e.Session()
+	}
+	c.sock.SetLinger(0)
+	c.sock.Close()
+	c.e.Close()
+	if err := c.open(); err != nil {
+		c.closed = true // nothing left to close
+		return err
+	}
+	if session != nil {
+		c.e.SetSession(session) // a session OpenSSL will not take means a full handshake
+	}
+	return c.fail(c.handshake(ctx))
+}
+
+// fail records an error that ends the session's usefulness (no answer in time, a TLS error,
+// a failed send), so that a client with ClientOptions.Reconnect starts over before it sends
+// again, and returns err.
+func (c *Client) fail(err error) error {
+	if err != nil && c.broken == nil && !errors.Is(err, ErrReplyOwed) {
+		c.broken = err
+	}
+	return err
+}
+
+// recover reconnects a broken client that was asked to (ClientOptions.Reconnect).
+func (c *Client) recover(ctx context.Context) error {
+	if c.broken == nil || !c.opts.Reconnect || c.closed {
+		return nil
+	}
+	return c.Reconnect(ctx)
 }
 
 func newSocket(typ zmq.Type, identity string, maxMsg int) (*zmq.Socket, error) {
@@ -172,6 +233,13 @@ func (c *Client) Handshake(ctx context.Context) error {
 	if err := c.usable(); err != nil {
 		return err
 	}
+	if err := c.recover(ctx); err != nil {
+		return err
+	}
+	return c.fail(c.handshake(ctx))
+}
+
+func (c *Client) handshake(ctx context.Context) error {
 	if c.e.HandshakeComplete() {
 		return nil
 	}
@@ -248,6 +316,10 @@ func (c *Client) Queue(ctx context.Context, parts ...[]byte) error {
 	if err := c.Handshake(ctx); err != nil {
 		return err
 	}
+	return c.fail(c.queue(parts))
+}
+
+func (c *Client) queue(parts [][]byte) error {
 	if err := c.e.Err(); err != nil {
 		return err
 	}
@@ -302,6 +374,10 @@ func (c *Client) Flush() error {
 	if err := c.usable(); err != nil || len(c.queued) == 0 {
 		return err
 	}
+	return c.fail(c.flushQueued())
+}
+
+func (c *Client) flushQueued() error {
 	if err := c.replyOwed(); err != nil {
 		return err
 	}
@@ -332,13 +408,16 @@ func (c *Client) Recv(ctx context.Context) ([][]byte, error) {
 		}
 		payload, err := c.recvFrame(ctx, until, "reply from "+c.endpoint)
 		if err != nil {
-			return nil, err
+			if c.opts.Pattern == DEALER && errors.Is(err, ErrTimeout) {
+				return nil, err // a DEALER may wait for messages that were never owed
+			}
+			return nil, c.fail(err) // a REQ client's reply is lost with it
 		}
 		if err := c.absorb(payload); err != nil {
-			return nil, err
+			return nil, c.fail(err)
 		}
 		if len(c.inbox) == 0 && c.e.PeerClosed() {
-			return nil, io.EOF
+			return nil, c.fail(io.EOF)
 		}
 	}
 	msg := c.inbox[0]

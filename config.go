@@ -55,6 +55,9 @@ func (t ClientAuthType) String() string {
 // field's zero value means "OpenSSL's configured default", so level 0 needs its own name.)
 const SecurityLevelZero = -1
 
+// SessionTicketKeyLen is the length of Config.SessionTicketKey.
+const SessionTicketKeyLen = 80
+
 // ErrInvalidConfig is wrapped by every error about a Config that cannot work, before OpenSSL
 // is asked anything.
 var ErrInvalidConfig = errors.New("tlszmq: invalid configuration")
@@ -112,6 +115,12 @@ type Config struct {
 
 	// SessionTicketsDisabled turns session tickets off (a server then sends none).
 	SessionTicketsDisabled bool
+	// SessionTicketKey (servers, SessionTicketKeyLen bytes: OpenSSL's key name, HMAC key and
+	// AES key) encrypts the session tickets. Servers given the same key, or a server
+	// restarted with it, resume each other's sessions; empty: OpenSSL's random key, new in
+	// every Context. Keep it as secret as a private key, and change it now and then: whoever
+	// holds it can decrypt the sessions it protects.
+	SessionTicketKey []byte
 
 	// FIPS runs the Context on OpenSSL's FIPS provider with fips=yes as the default property,
 	// in a library context of its own. If the provider cannot be loaded, NewContext fails
@@ -140,6 +149,7 @@ func (c *Config) Clone() *Config {
 	n.CertPEM = slices.Clone(c.CertPEM)
 	n.KeyPEM = slices.Clone(c.KeyPEM)
 	n.CAPEM = slices.Clone(c.CAPEM)
+	n.SessionTicketKey = slices.Clone(c.SessionTicketKey)
 	return &n
 }
 
@@ -174,6 +184,9 @@ func (c *Config) check(role Role) error {
 	}
 	if c.SecurityLevel < SecurityLevelZero || c.SecurityLevel > 5 {
 		return bad("SecurityLevel %d is out of range (1 to 5, 0 for the default, SecurityLevelZero for level 0)", c.SecurityLevel)
+	}
+	if n := len(c.SessionTicketKey); n != 0 && (n != SessionTicketKeyLen || role != RoleServer) {
+		return bad("SessionTicketKey is for servers only and must have %d bytes (it has %d)", SessionTicketKeyLen, n)
 	}
 	if c.ClientAuth < NoClientCert || c.ClientAuth > RequireAndVerifyClientCert {
 		return bad("ClientAuth %v is unknown", c.ClientAuth)

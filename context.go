@@ -158,6 +158,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	cc.cert_pem, cc.cert_pem_len = cbytes(cfg.CertPEM)
 	cc.key_pem, cc.key_pem_len = cbytes(cfg.KeyPEM)
 	cc.ca_pem, cc.ca_pem_len = cbytes(cfg.CAPEM)
+	cc.ticket_key, cc.ticket_key_len = cbytes(cfg.SessionTicketKey)
 	if cfg.FIPS {
 		cc.fips = 1
 		cc.fips_config = cstr(cfg.FIPSConfigFile)

@@ -227,3 +227,37 @@ func TestOversizedFrameIsRefusedByZeroMQ(t *testing.T) {
 		t.Fatalf("the C heap grew by %d MiB", grown>>20)
 	}
 }
+
+// Clients killed mid-handshake and mid-transfer leave nothing behind: the handshake and idle
+// timeouts free their sessions, each with a log line saying why.
+func TestKilledClientsSessionsAreFreed(t *testing.T) {
+	var logs syncBuffer
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo, &ServerOptions{
+		HandshakeTimeout: 500 * time.Millisecond, IdleTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	cctx := mustContext(t, RoleClient, &Config{InsecureSkipVerify: true})
+
+	// Mid-handshake: a ClientHello, then the process is gone.
+	raw, err := zmq.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetLinger(0)
+	raw.Connect(srv.Endpoint())
+	raw.SendMessage("killed mid-handshake", "", clientHello(t))
+	// Mid-transfer: an established session, half a message, then gone.
+	a := newAttacker(t, cctx, srv.Endpoint(), "killed mid-transfer")
+	rec := a.record("a message that never ends")
+	a.sock.SendMessage(a.hop, "", rec[:len(rec)/2])
+	waitFor(t, func() bool { return srv.Stats().Sessions == 2 }, "both sessions to exist")
+	raw.Close()
+	a.sock.Close()
+
+	waitForWithin(t, 10*time.Second, func() bool { return srv.Stats().Sessions == 0 }, "the timeouts to free both sessions")
+	log := logs.String()
+	for _, want := range []string{`peer="killed mid-handshake" reason="handshake not finished within 500ms"`,
+		`peer="killed mid-transfer" reason="idle for 1s"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no log line with %s:\n%s", want, log)
+		}
+	}
+}

@@ -396,6 +396,9 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 	SSL_CTX_set_options(ctx, opts);
 	if (cfg->no_tickets && cfg->server)
 		SSL_CTX_set_num_tickets(ctx, 0);
+	if (cfg->server && cfg->ticket_key != NULL)
+		TZ_CHECK(SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)cfg->ticket_key, (long)cfg->ticket_key_len),
+		         "setting the session ticket key");
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_info_callback(ctx, tz_info_cb);
 

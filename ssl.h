@@ -49,6 +49,7 @@ typedef struct tz_ctx_cfg {
 	const unsigned char *cert_pem; size_t cert_pem_len;
 	const unsigned char *key_pem;  size_t key_pem_len;
 	const unsigned char *ca_pem;   size_t ca_pem_len;
+	const unsigned char *ticket_key; size_t ticket_key_len; /* 80 bytes, servers; NULL: random */
 	int fips;                 /* 1: a library context of its own with the fips provider */
 	const char *fips_config;  /* OpenSSL configuration file that sets the fips provider up */
 	const char *fips_modules; /* directory holding fips.so, NULL for OpenSSL's default */

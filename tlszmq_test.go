@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -181,6 +182,55 @@ func TestTruncation(t *testing.T) {
 	handshake(c2, s2)
 	if err := s2.PutEOF(); !errors.Is(err, ErrTruncated) {
 		t.Fatalf("PutEOF between records: %v", err)
+	}
+}
+
+// A session ticket from one server Context resumes on another given the same
+// SessionTicketKey (a restarted server), and not on one with its own random key.
+func TestSessionTicketKeySharedAcrossContexts(t *testing.T) {
+	key := pattern(SessionTicketKeyLen)
+	withKey := func(k []byte) *Context {
+		cfg := serverConfig("server-ec")
+		cfg.SessionTicketKey = k
+		return mustContext(t, RoleServer, cfg)
+	}
+	cctx := mustContext(t, RoleClient, clientConfig())
+	connect := func(sctx *Context, session []byte) *Engine {
+		c, _ := NewClientEngine(cctx)
+		s, _ := NewServerEngine(sctx)
+		t.Cleanup(func() { c.Close(); s.Close() })
+		if session != nil {
+			c.SetSession(session)
+		}
+		if cerr, serr := handshake(c, s); cerr != nil || serr != nil {
+			t.Fatalf("handshake: %v %v", cerr, serr)
+		}
+		roundTrip(t, c, s, []byte("ping"))
+		roundTrip(t, s, c, []byte("pong"))
+		return c
+	}
+	sess, err := connect(withKey(key), nil).Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !connect(withKey(key), sess).ConnectionState().DidResume {
+		t.Error("a server Context with the same ticket key did not resume the session")
+	}
+	if connect(withKey(nil), sess).ConnectionState().DidResume {
+		t.Error("a server Context with its own key resumed the session")
+	}
+	for _, bad := range []struct {
+		role Role
+		key  []byte
+	}{{RoleServer, key[:79]}, {RoleClient, key}} {
+		cfg := serverConfig("server-ec")
+		if bad.role == RoleClient {
+			cfg = clientConfig()
+		}
+		cfg.SessionTicketKey = bad.key
+		if _, err := NewContext(bad.role, cfg); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "SessionTicketKey") {
+			t.Errorf("%v with a %d-byte key: %v", bad.role, len(bad.key), err)
+		}
 	}
 }
 

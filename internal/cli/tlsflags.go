@@ -26,6 +26,7 @@ type TLSFlags struct {
 	fips                    bool
 	fipsConfig, fipsModules string
 	noTickets               bool
+	ticketKey               string
 }
 
 // AddTLSFlags defines the TLS flags on fs. cert and key are the defaults of -cert and -key
@@ -37,6 +38,8 @@ func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags
 		fs.StringVar(&f.key, "key", key, "private key file (PEM)")
 		fs.StringVar(&f.ca, "ca", "", "CA file to verify client certificates against")
 		fs.StringVar(&f.verify, "verify", "none", "client certificates: none, optional or require")
+		fs.StringVar(&f.ticketKey, "ticket-key", "", "file holding the 80-byte session ticket key (e.g. head -c 80 /dev/urandom): "+
+			"servers sharing it, or restarted with it, resume each other's sessions (default: a random key per run)")
 	} else {
 		fs.StringVar(&f.cert, "cert", cert, "client certificate file (PEM), for mutual TLS")
 		fs.StringVar(&f.key, "key", key, "the client certificate's private key (PEM)")
@@ -128,6 +131,16 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 		return nil, err
 	}
 	if f.role == tlszmq.RoleServer {
+		if f.ticketKey != "" {
+			key, err := os.ReadFile(f.ticketKey)
+			if err != nil {
+				return nil, Usagef("-ticket-key %s: %v", printable(f.ticketKey), err)
+			}
+			if len(key) != tlszmq.SessionTicketKeyLen {
+				return nil, Usagef("-ticket-key %s: %d bytes, want %d", printable(f.ticketKey), len(key), tlszmq.SessionTicketKeyLen)
+			}
+			cfg.SessionTicketKey = key
+		}
 		switch f.verify {
 		case "none":
 		case "optional":
