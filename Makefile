@@ -27,7 +27,7 @@ BENCHTIME ?= 1s
 FIPS_ENV  := TLSZMQ_FIPS_DIR=$(FIPS_DIR) TLSZMQ_REQUIRE_FIPS=1
 
 .PHONY: all deps build demo test test-unit test-race test-asan test-checkptr fuzz fuzz-short \
-        fips vet bench bench-compare leakcheck certs clean interop cpp-peer
+        fips vet bench bench-compare leakcheck soak certs clean interop cpp-peer
 
 all: build
 
@@ -93,6 +93,14 @@ leakcheck: deps
 	$(LEAK_CC) -o bin/leakcheck
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	    --show-leak-kinds=definite,indirect --error-exitcode=1 bin/leakcheck testdata/certs 200
+
+# The soak: 500 clients × 2,000 messages of mixed sizes through a pinning device to two
+# servers, with random client restarts (make test runs a short one: 40 × 250).
+SOAK_CLIENTS  ?= 500
+SOAK_MESSAGES ?= 2000
+soak: deps
+	TLSZMQ_SOAK_CLIENTS=$(SOAK_CLIENTS) TLSZMQ_SOAK_MESSAGES=$(SOAK_MESSAGES) \
+	    $(GO) test -count=1 -v -timeout 60m -run '^TestSoak$$' ./internal/device/
 
 # Performance beside plain ZeroMQ and CURVE: the whole comparison (a table; see README).
 bench-compare: build

@@ -459,7 +459,13 @@ func (c *Client) usable() error {
 
 // absorb feeds a received payload to the engine and queues the messages it completes.
 func (c *Client) absorb(payload []byte) error {
-	if err := c.e.PutData(payload); err != nil {
+	var err error
+	if c.framed {
+		err = c.deframer.put(c.e, payload) // decrypted where it lies: the frame is ours
+	} else {
+		err = c.e.PutData(payload)
+	}
+	if err != nil {
 		c.flushQuiet()
 		return err
 	}

@@ -2,6 +2,7 @@ package tlszmq
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -259,5 +260,33 @@ func TestKilledClientsSessionsAreFreed(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("no log line with %s:\n%s", want, log)
 		}
+	}
+}
+
+// A reply that cannot be sent (here: its peer vanished while the handler ran) ends the
+// session with a log line, instead of leaving a TLS stream with a piece missing.
+func TestUnsendableReplyEndsSession(t *testing.T) {
+	var logs syncBuffer
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", func(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
+		if string(req[0]) == "block" {
+			close(entered)
+			<-release
+		}
+		return req, nil
+	}, &ServerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	a := newAttacker(t, mustContext(t, RoleClient, &Config{InsecureSkipVerify: true}), srv.Endpoint(), "vanishing")
+	var rec []byte
+	if rec = a.record("block"); rec == nil {
+		t.Fatal("no record")
+	}
+	a.sock.SendMessage(a.hop, "", rec)
+	<-entered
+	a.sock.Close()
+	time.Sleep(300 * time.Millisecond) // for the server's ROUTER to see the connection go
+	close(release)
+	waitFor(t, func() bool { return srv.Stats().Sessions == 0 }, "the session to be removed")
+	if want := `peer=vanishing reason="the reply could not be sent: `; !strings.Contains(logs.String(), want) {
+		t.Fatalf("no log line with %s:\n%s", want, logs.String())
 	}
 }

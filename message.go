@@ -114,6 +114,20 @@ func (d *deframer) take(e *Engine) ([][][]byte, error) {
 	return d.decode()
 }
 
+// put runs the engine on a frame the caller gives up, decrypting it where it lies when it can
+// (Engine.putDataInPlace); its plaintext waits for take.
+func (d *deframer) put(e *Engine, frame []byte) error {
+	plain, err := e.putDataInPlace(frame)
+	switch {
+	case len(plain) == 0:
+	case len(d.pending) == 0:
+		d.pending = plain // the frame's memory becomes the deframer's: parts are cut from it
+	default:
+		d.pending = append(d.pending, plain...)
+	}
+	return err
+}
+
 // decode cuts the pending plaintext into messages. The parts it returns are slices of the
 // pending buffer, capped at their length, with no copy: the buffer is then never written
 // again, and what is left of it, a cut part, moves to a buffer of its own.

@@ -3,6 +3,7 @@ package tlszmq
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -136,5 +137,57 @@ func TestWriteFramed(t *testing.T) {
 				t.Fatalf("message %d part %d differs", i, j)
 			}
 		}
+	}
+}
+
+// Frames decrypted where they lie give the same messages as the usual path, however the TLS
+// stream is cut into frames (a record cut in two leaves bytes pending: the next frame then goes
+// the usual way), and messages larger than a frame's plaintext.
+func TestInPlaceDecryption(t *testing.T) {
+	var want [][][]byte
+	for i, size := range []int{1, 100, 20000, 70000, 300000, 5} {
+		want = append(want, [][]byte{pattern(size), []byte(fmt.Sprint(i))})
+	}
+	for _, cut := range []int{1 << 30, 16 << 10, 1000, 77} {
+		c2, s2 := newPair(t, &Config{InsecureSkipVerify: true}, serverConfig("server-ec"))
+		if cerr, serr := handshake(c2, s2); cerr != nil || serr != nil {
+			t.Fatal(cerr, serr)
+		}
+		stream := []byte(nil)
+		for _, m := range want {
+			writeFramed(c2, nil, m)
+			stream = append(stream, c2.GetData()...)
+		}
+		d := &deframer{max: 1 << 20}
+		var got [][][]byte
+		inPlace := 0
+		for rest := stream; len(rest) > 0; {
+			n := min(cut, len(rest))
+			frame := append([]byte(nil), rest[:n]...) // the frame is the receiver's own
+			before := s2.plain.Len()
+			if err := d.put(s2, frame); err != nil {
+				t.Fatal(err)
+			}
+			if len(d.pending) > 0 && &d.pending[0] == &frame[0] && before == 0 {
+				inPlace++
+			}
+			msgs, err := d.take(s2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, rest = append(got, msgs...), rest[n:]
+		}
+		if len(got) != len(want) {
+			t.Fatalf("cut %d: %d messages, want %d", cut, len(got), len(want))
+		}
+		for i := range want {
+			if !equalParts(got[i], want[i]) {
+				t.Fatalf("cut %d: message %d differs", cut, i)
+			}
+		}
+		if cut == 1<<30 && inPlace != 1 {
+			t.Errorf("the whole stream in one frame was not decrypted in place")
+		}
+		t.Logf("cut %d: %d of %d frames decrypted in place", min(cut, len(stream)), inPlace, (len(stream)+cut-1)/cut)
 	}
 }

@@ -7,12 +7,18 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
+
+// sendQueueDepth is the high-water mark of a server's, and a device's, ROUTER sockets: how
+// many messages may wait for one peer (ZeroMQ's default is 1,000). A ROUTER drops a message
+// beyond it, and a frame dropped from a TLS stream breaks the session.
+const sendQueueDepth = 100000
 
 // Handler answers one request. It runs on the server's goroutine, one request at a time: keep
 // it short. The reply goes back to the peer; a nil reply with a nil error sends nothing back
@@ -150,6 +156,11 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		err = sock.SetRouterMandatory(1)
 	}
 	if err == nil {
+		// ROUTER drops what it cannot queue, and a TLS stream with a frame missing is
+		// broken: the queue toward each peer is deep enough for any sane pipeline.
+		err = sock.SetSndhwm(sendQueueDepth)
+	}
+	if err == nil {
 		if o.Connect {
 			if err = sock.SetProbeRouter(1); err == nil {
 				err = sock.Connect(endpoint)
@@ -285,7 +296,12 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 	}
 	s.table.touch(sess, now)
 	wasDone := sess.e.HandshakeComplete()
-	if err := sess.e.PutData(payload); err != nil {
+	if wasDone && sess.framed {
+		err = sess.deframer.put(sess.e, payload) // decrypted where it lies: the frame is ours
+	} else {
+		err = sess.e.PutData(payload)
+	}
+	if err != nil {
 		if !wasDone && !fresh && isClientHello(payload) {
 			// A client that restarted mid-handshake: start over with this ClientHello.
 			s.remove(sess, "a new ClientHello during the handshake: the client started over")
@@ -308,7 +324,7 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 	if !wasDone && sess.e.HandshakeComplete() {
 		s.established(sess)
 	}
-	if sess.e.CanRecv() {
+	if sess.e.CanRecv() || len(sess.deframer.pending) > 0 {
 		if err := s.answer(ctx, sess); err != nil {
 			s.reply(sess)
 			s.remove(sess, err.Error())
@@ -322,7 +338,7 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 		return
 	}
 	if sess.deferred == 0 {
-		s.reply(sess)
+		s.replyOrRemove(sess)
 	}
 }
 
@@ -434,7 +450,7 @@ func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 		return err
 	}
 	if sess.deferred == 0 {
-		s.reply(sess)
+		return s.replyOrRemove(sess)
 	}
 	return nil
 }
@@ -442,16 +458,31 @@ func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 // reply sends one message to the session's peer: the whole envelope, the delimiter and what
 // the engine has for the network (possibly nothing, so that a lock-step peer gets its answer),
 // all in one call, so that no half-sent envelope is ever left behind.
-func (s *Server) reply(sess *session) {
+func (s *Server) reply(sess *session) error {
 	n, err := sess.e.sendData(func(out []byte) error { return s.send(sess.peer.Route, out) })
 	if n == 0 {
 		err = s.send(sess.peer.Route, nil) // a lock-step peer's answer, empty
 	}
 	if err != nil {
-		s.log.Warn("tlszmq: reply not sent", "server", s.endpoint, "peer", sess.peer.String(), "reason", err)
-		return
+		return err
 	}
 	s.stats.bytesOut.Add(int64(n))
+	return nil
+}
+
+// replyOrRemove replies, and removes the session if the reply could not be sent: a TLS
+// stream with a piece missing cannot go on (the peer would fail its next record's MAC), so
+// the session ends here, with a log line saying why, instead of later with a puzzle.
+func (s *Server) replyOrRemove(sess *session) error {
+	err := s.reply(sess)
+	if err != nil {
+		reason := "the reply could not be sent: " + err.Error()
+		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
+			reason = fmt.Sprintf("the reply could not be sent: %d messages wait for the peer already (it does not read its replies)", sendQueueDepth)
+		}
+		s.remove(sess, reason)
+	}
+	return err
 }
 
 // send sends route, the delimiter and payload as one message without waiting. Only the first

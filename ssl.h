@@ -73,6 +73,7 @@ typedef struct tz_ctx tz_ctx;
 #define TZ_PLAIN_MORE     0x10  /* the plaintext buffer was filled: call again with more room */
 #define TZ_OUT_MORE       0x20  /* the output buffer was filled: call again with more room */
 #define TZ_RESUMED        0x40  /* the handshake resumed a session */
+#define TZ_IN_PENDING     0x80  /* bytes wait in the read BIO or in OpenSSL for the next pump */
 
 /* One TLS endpoint: an SSL object and its two memory BIOs. The Go side reads the result fields
  * after each tz_pump; they live in C memory. */

@@ -419,6 +419,36 @@ func (e *Engine) usable() error {
 	return e.err
 }
 
+// putDataInPlace is PutData for a frame the caller gives up: when nothing is left over from
+// earlier frames, its records are decrypted into the frame's own memory and the plaintext
+// returned as a slice of it, with no copy and no buffer of the engine's. Plaintext it could
+// not place there (it cannot, or the invariant did not hold) waits in the engine as after
+// PutData, for Read.
+func (e *Engine) putDataInPlace(frame []byte) ([]byte, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	if e.err != nil || e.state&(C.TZ_HANDSHAKE_DONE|C.TZ_IN_PENDING) != C.TZ_HANDSHAKE_DONE ||
+		e.app.Len() > 0 || e.plain.Len() > 0 || e.debug != nil {
+		return nil, e.PutData(frame)
+	}
+	out := e.out.Spare(flightRoom) // a KeyUpdate's answer, an alert
+	e.pumps++
+	e.state = C.tz_pump(e.c, bytesPtr(frame), C.size_t(len(frame)), nil, 0,
+		bytesPtr(out), C.size_t(len(out)), bytesPtr(frame), C.size_t(len(frame)), 0)
+	e.out.Commit(int(e.c.out_len))
+	plain := frame[:int(e.c.plain_len)]
+	if e.state&(C.TZ_PLAIN_MORE|C.TZ_OUT_MORE) != 0 {
+		e.pump(nil, nil, 0) // what did not fit goes the usual way
+	}
+	if e.state&C.TZ_FATAL != 0 && e.err == nil {
+		e.err = connError(e.c)
+	}
+	e.out.Trim()
+	runtime.KeepAlive(e)
+	return plain, e.err
+}
+
 // pumpQueued runs the pump with the application data that waits in e.app.
 func (e *Engine) pumpQueued(in []byte, flags C.int) {
 	e.app.Discard(e.pump(in, e.app.Bytes(), flags))

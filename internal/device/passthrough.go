@@ -45,6 +45,7 @@ func NewPassThrough(frontend, backend string, pin bool, maxClients int, log *slo
 		d.back, err = zmq.NewSocket(zmq.DEALER)
 		if err == nil {
 			d.back.SetLinger(500 * time.Millisecond)
+			d.back.SetSndhwm(queueDepth)
 			if err = d.back.Bind(backend); err == nil {
 				d.backEP, _ = d.back.GetLastEndpoint()
 			}

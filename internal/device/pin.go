@@ -92,6 +92,12 @@ func (p *pins) backendFor(client string) (string, error) {
 // count returns how many backends are known.
 func (p *pins) count() int { return len(p.order) }
 
+// queueDepth is the high-water mark of the device's sockets: how many messages may wait for
+// one peer (ZeroMQ's default is 1,000). A ROUTER drops what goes beyond it, and a frame
+// dropped from a TLS stream breaks the session (the peer fails the next record's MAC), so it
+// is as deep as a tlszmq server's.
+const queueDepth = 100000
+
 // newRouter makes a ROUTER that binds endpoint. A mandatory one reports sends to peers that
 // are gone (EHOSTUNREACH) instead of dropping them; libzmq's proxy stops at such an error, so
 // the proxy's sockets are not mandatory.
@@ -102,6 +108,9 @@ func newRouter(endpoint string, mandatory bool) (*zmq.Socket, string, error) {
 	}
 	if err = s.SetLinger(500 * time.Millisecond); err == nil && mandatory {
 		err = s.SetRouterMandatory(1)
+	}
+	if err == nil {
+		err = s.SetSndhwm(queueDepth)
 	}
 	if err == nil {
 		err = s.Bind(endpoint)

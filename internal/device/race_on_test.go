@@ -1,0 +1,6 @@
+//go:build race
+
+package device
+
+// raceBuild is true under -race, where the Go side runs several times slower.
+const raceBuild = true
