@@ -2,19 +2,25 @@ package perf
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cbench"
 )
 
-// Handshakes measures full TLS 1.3 handshakes per second on one tlszmq Server, with clients
-// goroutines each making a new REQ client, finishing its handshake and closing it, over and
-// over, for d.
-func Handshakes(keys *Keys, clients int, d time.Duration) (int, time.Duration, error) {
+// Handshakes measures full TLS 1.3 handshakes per second on one tlszmq Server for d, with
+// clients goroutines that handshake over and over. With kept, each client keeps one ZeroMQ
+// connection (a DEALER) and runs session after session over it, each behind an envelope frame
+// of its own and ended with close_notify: the TLS server's capacity. Without, each handshake
+// is a new REQ client with a new ZeroMQ connection, closed after it: what a client that
+// connects anew every time costs, TCP and ZMTP set-up included.
+func Handshakes(keys *Keys, clients int, d time.Duration, kept bool) (int, time.Duration, error) {
 	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*",
 		func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) { return nil, nil },
 		&tlszmq.ServerOptions{Logger: quietLog})
@@ -29,20 +35,18 @@ func Handshakes(keys *Keys, clients int, d time.Duration) (int, time.Duration, e
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
-	for range clients {
+	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for !stop.Load() {
-				c, err := tlszmq.NewClient(keys.Client, srv.Endpoint(), nil)
-				if err == nil {
-					err = c.Handshake(context.Background())
-					c.Close()
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
+			var err error
+			if kept {
+				err = keptConnection(keys.Client, srv.Endpoint(), i, &stop)
+			} else {
+				err = newConnections(keys.Client, srv.Endpoint(), &stop)
+			}
+			if err != nil {
+				errs <- err
 			}
 		}()
 	}
@@ -59,6 +63,41 @@ func Handshakes(keys *Keys, clients int, d time.Duration) (int, time.Duration, e
 	default:
 	}
 	return int(done), elapsed, nil
+}
+
+// newConnections handshakes with a new REQ client each time until stop.
+func newConnections(ctx *tlszmq.Context, endpoint string, stop *atomic.Bool) error {
+	for !stop.Load() {
+		c, err := tlszmq.NewClient(ctx, endpoint, nil)
+		if err == nil {
+			err = c.Handshake(context.Background())
+			c.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keptConnection runs session after session over one DEALER until stop.
+func keptConnection(ctx *tlszmq.Context, endpoint string, client int, stop *atomic.Bool) error {
+	sock, err := zmq.NewSocket(zmq.DEALER)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+	sock.SetLinger(0)
+	sock.SetRcvtimeo(10 * time.Second)
+	if err := sock.Connect(endpoint); err != nil {
+		return err
+	}
+	for n := 0; !stop.Load(); n++ {
+		if err := openSession(ctx, sock, fmt.Sprintf("c%d-%d", client, n), true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CLimit measures OpenSSL's own limit: n TLS 1.3 handshakes between two SSL objects over

@@ -20,14 +20,17 @@ import (
 	"github.com/tlszmq/tlszmq"
 )
 
-// Footprint is the memory of the process at one moment.
+// Footprint is the memory of the process at one moment, and its OS threads: glibc's
+// per-thread caches and OpenSSL's per-thread error queue belong to threads, and Go keeps the
+// threads that blocking cgo calls made it start.
 type Footprint struct {
 	RSS, GoHeap, CHeap int64
+	Threads            int64
 }
 
-// footprint collects garbage, returns freed memory to the system and reads the process's
+// MemoryNow collects garbage, returns freed memory to the system and reads the process's
 // resident set (/proc/self/status), the Go heap in use and malloc's bytes in use.
-func footprint() Footprint {
+func MemoryNow() Footprint {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
@@ -38,6 +41,9 @@ func footprint() Footprint {
 			if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
 				kb, _ := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
 				f.RSS = kb << 10
+			}
+			if v, ok := bytes.CutPrefix(line, []byte("Threads:")); ok {
+				f.Threads, _ = strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
 			}
 		}
 	}
@@ -72,12 +78,12 @@ func Sessions(keys *Keys, n int) (per Footprint, err error) {
 	}
 	// One session first, so that what is made once (pools, the socket's buffers) is not
 	// counted per session.
-	if err := openSession(keys.Client, sock, "warm-up"); err != nil {
+	if err := openSession(keys.Client, sock, "warm-up", false); err != nil {
 		return per, err
 	}
-	before := footprint()
+	before := MemoryNow()
 	for i := range n {
-		if err := openSession(keys.Client, sock, fmt.Sprintf("s%07d", i)); err != nil {
+		if err := openSession(keys.Client, sock, fmt.Sprintf("s%07d", i), false); err != nil {
 			return per, fmt.Errorf("session %d: %w", i, err)
 		}
 	}
@@ -87,7 +93,7 @@ func Sessions(keys *Keys, n int) (per Footprint, err error) {
 	// Idle means quiet for longer than the server waits before it lets a session's buffers
 	// go (a second).
 	time.Sleep(1500 * time.Millisecond)
-	after := footprint()
+	after := MemoryNow()
 	return Footprint{
 		RSS:    (after.RSS - before.RSS) / int64(n),
 		GoHeap: (after.GoHeap - before.GoHeap) / int64(n),
@@ -96,8 +102,9 @@ func Sessions(keys *Keys, n int) (per Footprint, err error) {
 }
 
 // openSession runs one client engine's handshake through sock behind the envelope frame hop,
-// including the server's answer to the client's last flight (the session tickets).
-func openSession(ctx *tlszmq.Context, sock *zmq.Socket, hop string) error {
+// including the server's answer to the client's last flight (the session tickets); with
+// closeAfter it then ends the session with close_notify and takes the server's.
+func openSession(ctx *tlszmq.Context, sock *zmq.Socket, hop string, closeAfter bool) error {
 	e, err := tlszmq.NewClientEngineFor(ctx, "localhost")
 	if err != nil {
 		return err
@@ -128,8 +135,14 @@ func openSession(ctx *tlszmq.Context, sock *zmq.Socket, hop string) error {
 		if err := e.PutData(reply[2]); err != nil {
 			return err
 		}
-		if done {
+		if done && !closeAfter {
 			return nil
+		}
+		if done {
+			if err := e.Shutdown(); err != nil {
+				return err
+			}
+			closeAfter = false // the next round sends close_notify and takes the answer
 		}
 	}
 }

@@ -72,6 +72,9 @@ type Result struct {
 	// Key is the server key of handshakes: "RSA-2048" or "ECDSA-P256".
 	Key     string `json:"key,omitempty"`
 	Clients int    `json:"clients,omitempty"`
+	// Connections, for handshakes: "kept" (sessions one after another over each client's
+	// ZeroMQ connection) or "new" (a new connection for every handshake).
+	Connections string `json:"connections,omitempty"`
 	// Count is how many messages, handshakes or sessions were measured, in Seconds.
 	Count   int     `json:"count"`
 	Seconds float64 `json:"seconds"`

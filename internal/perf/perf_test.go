@@ -77,15 +77,16 @@ func BenchmarkRoundtrip(b *testing.B) { benchLinks(b, Roundtrip) }
 // BenchmarkStream: a DEALER streams to a ROUTER within a credit window.
 func BenchmarkStream(b *testing.B) { benchLinks(b, Stream) }
 
-// BenchmarkHandshakes: handshakes per second on one server with 16 clients, for a second per
-// iteration; the C limit for comparison runs under BenchmarkHandshake in the root package.
+// BenchmarkHandshakes: handshakes per second on one server with 16 clients over kept
+// connections, for a second per iteration; the C limit for comparison runs under
+// BenchmarkHandshake in the root package.
 func BenchmarkHandshakes(b *testing.B) {
 	for _, ecdsa := range []bool{false, true} {
 		b.Run(keyName(ecdsa), func(b *testing.B) {
 			k := testKeys(b, AES128GCM, ecdsa)
 			total, elapsed := 0, time.Duration(0)
 			for b.Loop() {
-				n, d, err := Handshakes(k, 16, time.Second)
+				n, d, err := Handshakes(k, 16, time.Second, true)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -127,8 +128,8 @@ func TestRunAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	// Per round: 2 patterns × 6 transports × 2 sizes, 2 keys × 3 handshake rows, 1 memory row.
-	if want := 2 * (2*6*2 + 2*3 + 1); len(lines) != want {
+	// Per round: 2 patterns × 6 transports × 2 sizes, 2 keys × 4 handshake rows, 1 memory row.
+	if want := 2 * (2*6*2 + 2*4 + 1); len(lines) != want {
 		t.Fatalf("%d results, want %d", len(lines), want)
 	}
 	for _, line := range lines {

@@ -43,12 +43,17 @@ func (s *Summary) Add(r Result) {
 }
 
 func caseKey(r Result) string {
-	return fmt.Sprintf("%s|%s|%s|%d|%s|%s", r.Pattern, r.Transport, r.Suite, r.Size, r.Impl, r.Key)
+	return fmt.Sprintf("%s|%s|%s|%d|%s|%s|%s", r.Pattern, r.Transport, r.Suite, r.Size, r.Impl, r.Key, r.Connections)
 }
 
 // Rate is the median and range of msgs_per_s of a case; ok is false when it was not measured.
 func (s *Summary) Rate(pattern, transport, suite string, size int, impl, key string) (Stat, bool) {
-	rs := s.cases[caseKey(Result{Pattern: pattern, Transport: transport, Suite: suite, Size: size, Impl: impl, Key: key})]
+	return s.rate(Result{Pattern: pattern, Transport: transport, Suite: suite, Size: size, Impl: impl, Key: key})
+}
+
+// rate is Rate for the case r belongs to.
+func (s *Summary) rate(r Result) (Stat, bool) {
+	rs := s.cases[caseKey(r)]
 	if len(rs) == 0 {
 		return Stat{}, false
 	}
@@ -114,8 +119,9 @@ func (s *Summary) WriteTable(w io.Writer) {
 			fmt.Fprintln(w, "\nhandshakes/s, TLS 1.3, one server:")
 			first = false
 		}
-		ours, _ := s.Rate(Handshake, TLS, r.Suite, 0, "tlszmq", r.Key)
-		line := fmt.Sprintf("  %-10s tlszmq server, %d clients: %s (%s–%s)", r.Key, r.Clients, count(ours.Median), count(ours.Min), count(ours.Max))
+		ours, _ := s.rate(r)
+		line := fmt.Sprintf("  %-10s tlszmq server, %d clients, %s connections: %s (%s–%s)", r.Key, r.Clients, r.Connections,
+			count(ours.Median), count(ours.Min), count(ours.Max))
 		if pair, ok := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit", r.Key); ok {
 			server, _ := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit-server", r.Key)
 			line += fmt.Sprintf("; C limit: both sides in one thread %s (×%.2f), server side alone %s (×%.2f)",
