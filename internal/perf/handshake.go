@@ -1,11 +1,16 @@
 package perf
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -20,17 +25,28 @@ import (
 // of its own and ended with close_notify: the TLS server's capacity. Without, each handshake
 // is a new REQ client with a new ZeroMQ connection, closed after it: what a client that
 // connects anew every time costs, TCP and ZMTP set-up included.
-func Handshakes(keys *Keys, clients int, d time.Duration, kept bool) (int, time.Duration, error) {
+//
+// It also returns the CPU time the server's thread used meanwhile: Serve runs locked to one OS
+// thread, whose user and system time the kernel counts (/proc/self/task/TID/stat). Handshakes
+// divided by it is what one core gives the server, comparable with OpenSSL's server side in C
+// however busy the clients keep the machine's other cores.
+func Handshakes(keys *Keys, clients int, d time.Duration, kept bool) (n int, elapsed, serverCPU time.Duration, err error) {
 	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*",
 		func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) { return nil, nil },
 		&tlszmq.ServerOptions{Logger: quietLog})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
+	tid := make(chan int, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		tid <- syscall.Gettid()
+		served <- srv.Serve(ctx)
+	}()
 	defer func() { cancel(); <-served }()
+	serverThread := <-tid
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -52,17 +68,34 @@ func Handshakes(keys *Keys, clients int, d time.Duration, kept bool) (int, time.
 	}
 	// Count the server's completed handshakes over d, once the clients are under way.
 	time.Sleep(d / 10)
-	start, t0 := srv.Stats().HandshakesDone, time.Now()
+	start, cpu0, t0 := srv.Stats().HandshakesDone, threadCPU(serverThread), time.Now()
 	time.Sleep(d)
-	done, elapsed := srv.Stats().HandshakesDone-start, time.Since(t0)
+	done, cpu1, elapsed := srv.Stats().HandshakesDone-start, threadCPU(serverThread), time.Since(t0)
 	stop.Store(true)
 	wg.Wait()
 	select {
 	case err := <-errs:
-		return 0, 0, err
+		return 0, 0, 0, err
 	default:
 	}
-	return int(done), elapsed, nil
+	return int(done), elapsed, cpu1 - cpu0, nil
+}
+
+// threadCPU is the user and system time a thread of this process has used, in the kernel's
+// clock ticks (1/100 s), or 0 if it cannot be read.
+func threadCPU(tid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) close with ")".
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // newConnections handshakes with a new REQ client each time until stop.

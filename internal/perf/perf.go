@@ -75,6 +75,9 @@ type Result struct {
 	// Connections, for handshakes: "kept" (sessions one after another over each client's
 	// ZeroMQ connection) or "new" (a new connection for every handshake).
 	Connections string `json:"connections,omitempty"`
+	// ServerCPUSeconds is the CPU time the server's thread used while the handshakes were
+	// counted: Count divided by it is the server's rate per core.
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
 	// Count is how many messages, handshakes or sessions were measured, in Seconds.
 	Count   int     `json:"count"`
 	Seconds float64 `json:"seconds"`

@@ -86,7 +86,7 @@ func BenchmarkHandshakes(b *testing.B) {
 			k := testKeys(b, AES128GCM, ecdsa)
 			total, elapsed := 0, time.Duration(0)
 			for b.Loop() {
-				n, d, err := Handshakes(k, 16, time.Second, true)
+				n, d, _, err := Handshakes(k, 16, time.Second, true)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -101,12 +101,12 @@ func Run(o Options, emit func(Result)) error {
 					for _, kept := range []bool{true, false} {
 						conns := map[bool]string{true: "kept", false: "new"}[kept]
 						progress("round %d: handshakes, %s, %d clients, %s connections", round, key, o.Clients, conns)
-						n, d, err := Handshakes(k, o.Clients, o.Duration, kept)
+						n, d, cpu, err := Handshakes(k, o.Clients, o.Duration, kept)
 						if err != nil {
 							return fmt.Errorf("perf: handshakes %s: %w", key, err)
 						}
 						r := Result{Pattern: Handshake, Transport: TLS, Suite: AES128GCM, Round: round, Impl: "tlszmq", Key: key,
-							Clients: o.Clients, Connections: conns}
+							Clients: o.Clients, Connections: conns, ServerCPUSeconds: cpu.Seconds()}
 						rate(&r, n, d)
 						emit(r)
 						best = max(best, r.MsgsPerS)

@@ -122,10 +122,23 @@ func (s *Summary) WriteTable(w io.Writer) {
 		ours, _ := s.rate(r)
 		line := fmt.Sprintf("  %-10s tlszmq server, %d clients, %s connections: %s (%s–%s)", r.Key, r.Clients, r.Connections,
 			count(ours.Median), count(ours.Min), count(ours.Max))
-		if pair, ok := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit", r.Key); ok {
-			server, _ := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit-server", r.Key)
-			line += fmt.Sprintf("; C limit: both sides in one thread %s (×%.2f), server side alone %s (×%.2f)",
-				count(pair.Median), ours.Median/pair.Median, count(server.Median), ours.Median/server.Median)
+		var perCPU []float64
+		for _, x := range s.cases[caseKey(r)] {
+			if x.ServerCPUSeconds > 0 {
+				perCPU = append(perCPU, float64(x.Count)/x.ServerCPUSeconds)
+			}
+		}
+		pair, okPair := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit", r.Key)
+		server, okServer := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit-server", r.Key)
+		if okPair {
+			line += fmt.Sprintf(" (×%.2f of C's both sides in one thread, %s)", ours.Median/pair.Median, count(pair.Median))
+		}
+		if len(perCPU) > 0 {
+			cpu := stat(perCPU)
+			line += fmt.Sprintf("; per second of the server thread's CPU: %s", count(cpu.Median))
+			if okServer {
+				line += fmt.Sprintf(" (×%.2f of C's server side alone, %s)", cpu.Median/server.Median, count(server.Median))
+			}
 		}
 		fmt.Fprintln(w, line)
 	}
