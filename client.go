@@ -254,7 +254,7 @@ func (c *Client) handshake(ctx context.Context) error {
 		if c.opts.Pattern == REQ && !c.owed {
 			return fmt.Errorf("tlszmq: handshake with %s stalled: its reply carried no handshake data", c.endpoint)
 		}
-		payload, err := c.recvFrame(ctx, until, "handshake with "+c.endpoint)
+		payload, err := c.recvFrame(ctx, until, "handshake with")
 		if err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func (c *Client) handshake(ctx context.Context) error {
 	if short := time.Now().Add(c.opts.FinishedWait); !c.framed && short.Before(until) {
 		wait = short
 	}
-	payload, err := c.recvFrame(ctx, wait, "answer to the last handshake flight from "+c.endpoint)
+	payload, err := c.recvFrame(ctx, wait, "answer to the last handshake flight from")
 	switch {
 	case errors.Is(err, ErrTimeout) && !c.framed:
 		c.owed = false // REQ_RELAXED lets the next request go
@@ -406,7 +406,7 @@ func (c *Client) Recv(ctx context.Context) ([][]byte, error) {
 			}
 			return nil, fmt.Errorf("tlszmq: the reply from %s carried no message", c.endpoint)
 		}
-		payload, err := c.recvFrame(ctx, until, "reply from "+c.endpoint)
+		payload, err := c.recvFrame(ctx, until, "reply from")
 		if err != nil {
 			if c.opts.Pattern == DEALER && errors.Is(err, ErrTimeout) {
 				return nil, err // a DEALER may wait for messages that were never owed
@@ -510,14 +510,15 @@ func (c *Client) flush() error {
 // either way. A REQ socket may send while a reply is owed: it is ZMQ_REQ_RELAXED.
 func (c *Client) flushQuiet() { c.flush() }
 
-// recvFrame waits for one message until the time given and returns its payload.
+// recvFrame waits for one message until the time given and returns its payload; what names
+// the wait in errors, before the endpoint ("reply from").
 func (c *Client) recvFrame(ctx context.Context, until time.Time, what string) ([]byte, error) {
-	if err := waitReadable(ctx, c.poller, until, what); err != nil {
+	if err := waitReadable(ctx, c.poller, until, what, c.endpoint); err != nil {
 		return nil, err
 	}
 	frames, err := c.sock.RecvMessageBytes(0)
 	if err != nil {
-		return nil, fmt.Errorf("tlszmq: %s: %w", what, err)
+		return nil, fmt.Errorf("tlszmq: %s %s: %w", what, c.endpoint, err)
 	}
 	c.owed = false
 	return payloadOf(frames), nil

@@ -26,23 +26,24 @@ const DefaultMaxMessageSize = 64 << 20
 const pollSlice = 50 * time.Millisecond
 
 // waitReadable waits until sock has a message, ctx ends, or until (if not zero) passes. It
-// returns ErrTimeout (wrapped with what) when the time runs out.
-func waitReadable(ctx context.Context, poller *zmq.Poller, until time.Time, what string) error {
+// returns ErrTimeout when the time runs out, wrapped with what was awaited from whom ("reply
+// from", the endpoint: joined only then, so that waiting allocates nothing).
+func waitReadable(ctx context.Context, poller *zmq.Poller, until time.Time, what, from string) error {
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("tlszmq: %s: %w", what, err)
+			return fmt.Errorf("tlszmq: %s %s: %w", what, from, err)
 		}
 		wait := pollSlice
 		if !until.IsZero() {
 			left := time.Until(until)
 			if left <= 0 {
-				return fmt.Errorf("%w: %s", ErrTimeout, what)
+				return fmt.Errorf("%w: %s %s", ErrTimeout, what, from)
 			}
 			wait = min(wait, left)
 		}
 		polled, err := zmqpoll.Poll(poller, wait)
 		if err != nil {
-			return fmt.Errorf("tlszmq: %s: polling: %w", what, err)
+			return fmt.Errorf("tlszmq: %s %s: polling: %w", what, from, err)
 		}
 		if len(polled) > 0 {
 			return nil
