@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 )
 
@@ -133,6 +134,10 @@ type Config struct {
 	// FIPSModuleDir is the directory that holds fips.so; empty uses OpenSSL's default
 	// (OPENSSL_MODULES).
 	FIPSModuleDir string
+
+	// Logger receives the Context's warnings: a client Context with InsecureSkipVerify says so
+	// once, when it is made. Nil: slog.Default().
+	Logger *slog.Logger
 
 	// Debug, when set, receives the seed's trace of bytes through the BIOs from every engine
 	// of the Context: "DEBUG: 95 written to BIO", "DEBUG: 627 read from BIO",

@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -175,6 +176,13 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 		return nil, e
 	}
 	liveContexts.Add(1)
+	if role == RoleClient && cfg.InsecureSkipVerify {
+		logger := cfg.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Warn("tlszmq: this client Context does not verify servers' certificates (InsecureSkipVerify): anyone in the path can read and change the traffic")
+	}
 	ctx := &Context{role: role, cfg: cfg, h: &ctxHandle{c: c, refs: 1}}
 	ctx.cleanup = runtime.AddCleanup(ctx, (*ctxHandle).release, ctx.h)
 	return ctx, nil

@@ -290,3 +290,65 @@ func TestUnsendableReplyEndsSession(t *testing.T) {
 		t.Fatalf("no log line with %s:\n%s", want, logs.String())
 	}
 }
+
+// Clients a server must refuse (a certificate from another CA, an expired one, none when one
+// is required) and a server certificate for another host name, each while well-behaved clients
+// work: every refused peer gets a TLS alert, the server one log line naming the peer and the
+// reason, and nobody else notices.
+func TestRefusedPeersWhileClientsWork(t *testing.T) {
+	var logs syncBuffer
+	scfg := serverConfig("server")
+	scfg.CAFile, scfg.ClientAuth = cert("ca.crt"), RequireAndVerifyClientCert
+	srv := startServer(t, scfg, "tcp://127.0.0.1:*", identityEcho, &ServerOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	good := clientConfig()
+	good.CertFile, good.KeyFile = cert("client.crt"), cert("client.key")
+	workers := startGoodClients(t, mustContext(t, RoleClient, good), srv.Endpoint(), 3)
+
+	refused := map[string]struct {
+		cfg          func(*Config)
+		serverReason string // in the server's log line
+	}{
+		"another CA's client":   {func(c *Config) { c.CertFile, c.KeyFile = cert("other-client.crt"), cert("other-client.key") }, "certificate verify failed"},
+		"an expired client":     {func(c *Config) { c.CertFile, c.KeyFile = cert("expired-client.crt"), cert("expired-client.key") }, "certificate verify failed"},
+		"no client certificate": {func(c *Config) {}, "peer did not return a certificate"},
+		"the wrong host name": {func(c *Config) {
+			c.CertFile, c.KeyFile, c.ServerName = cert("client.crt"), cert("client.key"), "not-this-host.example"
+		}, "alert received"},
+	}
+	for name, r := range refused {
+		cfg := clientConfig()
+		r.cfg(cfg)
+		c := newClient(t, cfg, srv.Endpoint(), &ClientOptions{Identity: name, Timeout: 5 * time.Second})
+		_, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("let me in"))
+		var alert *AlertError
+		var verify *CertificateVerificationError
+		if err == nil || !(errors.As(err, &alert) || errors.As(err, &verify)) {
+			t.Errorf("%s: %v, want an alert or a verification error", name, err)
+		}
+		c.Close()
+	}
+	waitFor(t, func() bool {
+		for name := range refused {
+			if !strings.Contains(logs.String(), fmt.Sprintf("peer=%q", name)) {
+				return false
+			}
+		}
+		return true
+	}, "a log line for every refused peer")
+	if exchanged := workers.stop(); exchanged < 10 {
+		t.Errorf("only %d good exchanges", exchanged)
+	}
+	for name, r := range refused {
+		var lines []string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, fmt.Sprintf("peer=%q", name)) {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], r.serverReason) {
+			t.Errorf("%s: log lines %q, want one with %q", name, lines, r.serverReason)
+			continue
+		}
+		t.Logf("%s", lines[0])
+	}
+}

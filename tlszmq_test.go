@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -415,5 +416,25 @@ func TestDebugTrace(t *testing.T) {
 	}
 	if !bytes.Contains(sbuf.Bytes(), []byte("written to BIO\n")) {
 		t.Errorf("server trace:\n%s", sbuf.String())
+	}
+}
+
+// Turning verification off is explicit and never silent: the client Context says so once.
+func TestInsecureSkipVerifyIsLogged(t *testing.T) {
+	for _, c := range []struct {
+		role     Role
+		cfg      *Config
+		warnings int
+	}{
+		{RoleClient, &Config{InsecureSkipVerify: true}, 1},
+		{RoleClient, clientConfig(), 0},
+		{RoleServer, serverConfig("server-ec"), 0},
+	} {
+		var logs bytes.Buffer
+		c.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		mustContext(t, c.role, c.cfg)
+		if got := strings.Count(logs.String(), "level=WARN"); got != c.warnings || (got > 0 && !strings.Contains(logs.String(), "InsecureSkipVerify")) {
+			t.Errorf("%v, InsecureSkipVerify %v: %q", c.role, c.cfg.InsecureSkipVerify, logs.String())
+		}
 	}
 }

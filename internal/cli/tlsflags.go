@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -162,6 +163,7 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 	if f.ca == "" && f.caDir == "" {
 		cfg.InsecureSkipVerify = true
 		fmt.Fprintln(stderr, "warning: the server's certificate is not verified (no -ca), as the C++ client did: anyone in the path can read and change the traffic")
+		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
 	}
 	return cfg, nil
 }
