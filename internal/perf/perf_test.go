@@ -160,7 +160,7 @@ func TestRunAll(t *testing.T) {
 	}
 	var table bytes.Buffer
 	sum.WriteTable(&table)
-	for _, want := range []string{"tls1.2 aes128", "curve", "handshakes/s", "C limit", "idle session memory"} {
+	for _, want := range []string{"tls1.2 aes128", "curve", "handshakes/s", "both sides in one thread", "server side alone", "server thread's CPU", "idle session memory"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the table has no %q:\n%s", want, table.String())
 		}
