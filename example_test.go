@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"time"
 
 	"github.com/tlszmq/tlszmq"
 )
@@ -172,4 +173,68 @@ func ExampleClient() {
 	// Output:
 	// ["parts:" "one" "two"]
 	// ["parts:" "three"]
+}
+
+// Streaming small messages: Queue gathers them, Flush sends them in one TLS write and one
+// ZeroMQ message, and the server answers the batch in one reply.
+func ExampleClient_Queue() {
+	serverCtx, _ := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server-ec.crt", KeyFile: "testdata/certs/server-ec.key"})
+	defer serverCtx.Close()
+	total := 0
+	srv, _ := tlszmq.NewServer(serverCtx, "inproc://example-queue",
+		tlszmq.SinglePart(func(_ context.Context, _ *tlszmq.Peer, req []byte) ([]byte, error) {
+			if total += len(req); string(req) == "done" {
+				return []byte(fmt.Sprint(total, " bytes")), nil
+			}
+			return nil, nil // no answer to the others
+		}), &tlszmq.ServerOptions{Logger: slog.New(slog.DiscardHandler)})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go srv.Serve(ctx)
+
+	clientCtx, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile: "testdata/certs/ca.crt", ServerName: "localhost"})
+	defer clientCtx.Close()
+	c, _ := tlszmq.NewClient(clientCtx, "inproc://example-queue", &tlszmq.ClientOptions{Pattern: tlszmq.DEALER})
+	defer c.Close()
+	for range 1000 {
+		c.Queue(ctx, []byte("sixty-five bytes of something that matters to somebody, somewhere"))
+	}
+	c.Send(ctx, []byte("done")) // Send flushes what Queue gathered, then itself
+	reply, _ := c.Recv(ctx)
+	fmt.Printf("%s\n", reply[0])
+	// Output:
+	// 65004 bytes
+}
+
+// A client that starts over by itself after a failure: the failed call reports its error, the
+// next one reconnects (resuming the session where the server allows) and goes through.
+func ExampleClientOptions_reconnect() {
+	serverCtx, _ := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server-ec.crt", KeyFile: "testdata/certs/server-ec.key"})
+	defer serverCtx.Close()
+	echo := func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) { return req, nil }
+	quiet := &tlszmq.ServerOptions{Logger: slog.New(slog.DiscardHandler)}
+
+	clientCtx, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile: "testdata/certs/ca.crt", ServerName: "localhost"})
+	defer clientCtx.Close()
+	c, _ := tlszmq.NewClient(clientCtx, "inproc://example-reconnect",
+		&tlszmq.ClientOptions{Reconnect: true, Timeout: 300 * time.Millisecond})
+	defer c.Close()
+
+	// No server yet: the request fails with ErrTimeout.
+	_, err := c.Request(context.Background(), []byte("first"))
+	fmt.Println(errors.Is(err, tlszmq.ErrTimeout))
+
+	srv, _ := tlszmq.NewServer(serverCtx, "inproc://example-reconnect", echo, quiet)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go srv.Serve(ctx)
+	reply, err := c.Request(context.Background(), []byte("second"))
+	fmt.Printf("%s %v\n", reply[0], err)
+	// Output:
+	// true
+	// second <nil>
 }

@@ -99,6 +99,7 @@ type syncWriter struct {
 	w  io.Writer
 }
 
+// Write writes b to the underlying writer, one caller at a time.
 func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,6 +114,7 @@ type prefixWriter struct {
 	prefix string
 }
 
+// Write writes b with the prefix in front.
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	if _, err := fmt.Fprintf(p.w, "%s%s", p.prefix, b); err != nil {
 		return 0, err

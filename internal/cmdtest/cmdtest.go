@@ -76,4 +76,5 @@ func CppPeer(t testing.TB) string {
 
 type buildError struct{ out string }
 
+// Error returns the build's output.
 func (e *buildError) Error() string { return e.out }
