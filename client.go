@@ -159,6 +159,8 @@ func (c *Client) Reconnect(ctx context.Context) error {
 	if c.e.HandshakeComplete() {
 		session, _ = c.e.Session()
 	}
+	// The old socket goes at once with whatever it still queues: those messages have had
+	// their errors. Its close cannot fail in a way that matters to the new one.
 	c.sock.SetLinger(0)
 	c.sock.Close()
 	c.e.Close()
@@ -382,10 +384,7 @@ func (c *Client) flushQueued() error {
 		return err
 	}
 	_, err := c.e.Write(c.queued)
-	c.queued = c.queued[:0]
-	if cap(c.queued) > queueLimit*2 {
-		c.queued = nil // a large message's buffer is not kept
-	}
+	c.queued = reuse(c.queued)
 	if err != nil {
 		return err
 	}

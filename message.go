@@ -42,8 +42,17 @@ func appendPartHeader(dst []byte, parts [][]byte, i int) []byte {
 	return binary.AppendUvarint(dst, uint64(len(parts[i]))<<1|more)
 }
 
+// reuse empties a gathering buffer for the next message, or lets it go if a large message
+// made it large: a busy endpoint keeps the buffer of small messages only.
+func reuse(b []byte) []byte {
+	if cap(b) > 2*queueLimit {
+		return nil
+	}
+	return b[:0]
+}
+
 // writeFramed writes a message to the engine in the framed encoding, gathered in scratch,
-// which it returns emptied for reuse. A part of queueLimit bytes or more is not copied: its
+// which it returns emptied for reuse (see reuse). A part of queueLimit bytes or more is not copied: its
 // header goes out with what is gathered before it, and the part is encrypted where it lies.
 func writeFramed(e *Engine, scratch []byte, parts [][]byte) ([]byte, error) {
 	scratch = scratch[:0]
@@ -57,19 +66,18 @@ func writeFramed(e *Engine, scratch []byte, parts [][]byte) ([]byte, error) {
 			continue
 		}
 		if _, err := e.Write(scratch); err != nil {
-			return scratch[:0], err
+			return reuse(scratch), err
 		}
 		if _, err := e.Write(p); err != nil {
-			return scratch[:0], err
+			return reuse(scratch), err
 		}
 		scratch = scratch[:0]
 	}
+	var err error
 	if len(scratch) > 0 {
-		if _, err := e.Write(scratch); err != nil {
-			return scratch[:0], err
-		}
+		_, err = e.Write(scratch)
 	}
-	return scratch[:0], nil
+	return reuse(scratch), err
 }
 
 // framedLen is the length of appendFramed's output.

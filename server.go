@@ -415,9 +415,6 @@ func (s *Server) write(sess *session, reply [][]byte) error {
 	var err error
 	if sess.framed {
 		s.scratch, err = writeFramed(sess.e, s.scratch, reply)
-		if cap(s.scratch) > queueLimit*2 {
-			s.scratch = nil // a large reply's buffer is not kept
-		}
 	} else {
 		var one []byte
 		for _, p := range reply {

@@ -145,7 +145,7 @@ func (e *Engine) Write(p []byte) (int, error) {
 	}
 	if e.app.Len() == 0 && e.state&C.TZ_HANDSHAKE_DONE != 0 {
 		// The common case: encrypt straight from p, no copy.
-		n := e.pump(nil, p, 0)
+		n, _ := e.pump(nil, p, 0, nil)
 		if n < len(p) && e.err == nil {
 			e.app.Write(p[n:])
 		}
@@ -258,7 +258,7 @@ func (e *Engine) Shutdown() error {
 	if err := e.usable(); err != nil {
 		return err
 	}
-	e.pump(nil, nil, C.TZ_SHUTDOWN)
+	e.pump(nil, nil, C.TZ_SHUTDOWN, nil)
 	return e.err
 }
 
@@ -429,50 +429,47 @@ func (e *Engine) putDataInPlace(frame []byte) ([]byte, error) {
 		return nil, err
 	}
 	if e.err != nil || e.state&(C.TZ_HANDSHAKE_DONE|C.TZ_IN_PENDING) != C.TZ_HANDSHAKE_DONE ||
-		e.app.Len() > 0 || e.plain.Len() > 0 || e.debug != nil {
+		e.app.Len() > 0 || e.plain.Len() > 0 {
 		return nil, e.PutData(frame)
 	}
-	out := e.out.Spare(flightRoom) // a KeyUpdate's answer, an alert
-	e.pumps++
-	e.state = C.tz_pump(e.c, bytesPtr(frame), C.size_t(len(frame)), nil, 0,
-		bytesPtr(out), C.size_t(len(out)), bytesPtr(frame), C.size_t(len(frame)), 0)
-	e.out.Commit(int(e.c.out_len))
-	plain := frame[:int(e.c.plain_len)]
-	if e.state&(C.TZ_PLAIN_MORE|C.TZ_OUT_MORE) != 0 {
-		e.pump(nil, nil, 0) // what did not fit goes the usual way
-	}
-	if e.state&C.TZ_FATAL != 0 && e.err == nil {
-		e.err = connError(e.c)
-	}
-	e.out.Trim()
-	runtime.KeepAlive(e)
-	return plain, e.err
+	_, placed := e.pump(frame, nil, 0, frame)
+	return frame[:placed], e.err
 }
 
 // pumpQueued runs the pump with the application data that waits in e.app.
 func (e *Engine) pumpQueued(in []byte, flags C.int) {
-	e.app.Discard(e.pump(in, e.app.Bytes(), flags))
+	written, _ := e.pump(in, e.app.Bytes(), flags, nil)
+	e.app.Discard(written)
 	if e.err != nil {
 		e.app.Release()
 	}
 }
 
 // pump runs tz_pump once, and again only while OpenSSL has more than the room offered, which
-// the sizes below make rare. It returns how many bytes of app OpenSSL took.
-func (e *Engine) pump(in, app []byte, flags C.int) int {
+// the sizes below make rare. It returns how many bytes of app OpenSSL took. Plaintext goes to
+// e.plain; with dst, the first call's plaintext goes to dst instead (in may be dst: see
+// tz_pump) and placed says how much, and only what did not fit there goes to e.plain.
+func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed int) {
 	outRoom := flightRoom + len(app) + (len(app)/maxRecord+1)*recordRoom
 	plainRoom := len(in) + maxRecord + recordRoom
-	written := 0
 	for {
 		out := e.out.Spare(outRoom)
-		plain := e.plain.Spare(plainRoom)
+		plain := dst
+		if dst == nil {
+			plain = e.plain.Spare(plainRoom)
+		}
 		e.pumps++
 		e.state = C.tz_pump(e.c, bytesPtr(in), C.size_t(len(in)), bytesPtr(app), C.size_t(len(app)),
 			bytesPtr(out), C.size_t(len(out)), bytesPtr(plain), C.size_t(len(plain)), flags)
 		c := e.c
 		aw, ol, pl := int(c.app_written), int(c.out_len), int(c.plain_len)
 		e.out.Commit(ol)
-		e.plain.Commit(pl)
+		if dst != nil {
+			placed, dst = pl, nil
+		} else {
+			e.plain.Commit(pl)
+			plainRoom = 2 * len(plain)
+		}
 		if e.debug != nil {
 			e.trace(len(in), len(app), aw, ol)
 		}
@@ -482,7 +479,7 @@ func (e *Engine) pump(in, app []byte, flags C.int) int {
 		if e.state&(C.TZ_PLAIN_MORE|C.TZ_OUT_MORE) == 0 {
 			break
 		}
-		outRoom, plainRoom = 2*len(out), 2*len(plain)
+		outRoom = 2 * len(out)
 	}
 	if e.state&C.TZ_FATAL != 0 && e.err == nil {
 		e.err = connError(e.c)
@@ -491,7 +488,7 @@ func (e *Engine) pump(in, app []byte, flags C.int) int {
 	e.out.Trim()
 	e.plain.Trim()
 	runtime.KeepAlive(e)
-	return written
+	return written, placed
 }
 
 // trace writes the seed's DEBUG lines for one pump.

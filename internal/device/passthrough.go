@@ -44,10 +44,17 @@ func NewPassThrough(frontend, backend string, pin bool, maxClients int, log *slo
 	} else {
 		d.back, err = zmq.NewSocket(zmq.DEALER)
 		if err == nil {
-			d.back.SetLinger(500 * time.Millisecond)
-			d.back.SetSndhwm(queueDepth)
-			if err = d.back.Bind(backend); err == nil {
-				d.backEP, _ = d.back.GetLastEndpoint()
+			err = d.back.SetLinger(500 * time.Millisecond)
+		}
+		if err == nil {
+			err = d.back.SetSndhwm(queueDepth)
+		}
+		if err == nil {
+			err = d.back.Bind(backend)
+		}
+		if err == nil {
+			if d.backEP, err = d.back.GetLastEndpoint(); err != nil {
+				d.backEP, err = backend, nil // as newRouter: the endpoint as given
 			}
 		}
 		if err != nil {

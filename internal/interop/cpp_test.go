@@ -4,7 +4,6 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/device"
+	"github.com/tlszmq/tlszmq/internal/syncbuf"
 )
 
 func cert(name string) string { return filepath.Join(cmdtest.Root(), "testdata", "certs", name) }
@@ -26,22 +26,7 @@ func cert(name string) string { return filepath.Join(cmdtest.Root(), "testdata",
 func cppPeer(t *testing.T) string { return cmdtest.CppPeer(t) }
 
 // output collects a process's output; exec copies it from a pipe on a goroutine of its own.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
+type output struct{ syncbuf.Buffer }
 
 // waitFor waits up to 5 s for the output to contain want n times.
 func (o *output) waitFor(want string, n int) bool {

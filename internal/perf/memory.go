@@ -113,36 +113,40 @@ func openSession(ctx *tlszmq.Context, sock *zmq.Socket, hop string, closeAfter b
 	if err := e.Update(); err != nil {
 		return err
 	}
-	for {
-		done := e.HandshakeComplete() // then what is left to send is the last flight
-		out := e.GetData()
-		if out == nil {
-			if done {
-				return nil
-			}
-			return errors.New("perf: the handshake stalled")
-		}
-		if _, err := sock.SendMessage(hop, "", out); err != nil {
+	for !e.HandshakeComplete() {
+		if err := exchange(e, sock, hop); err != nil {
 			return err
-		}
-		reply, err := sock.RecvMessageBytes(0)
-		if err != nil {
-			return fmt.Errorf("no answer from the server: %w", err)
-		}
-		if len(reply) != 3 || string(reply[0]) != hop {
-			return fmt.Errorf("a reply of %d frames for another envelope", len(reply))
-		}
-		if err := e.PutData(reply[2]); err != nil {
-			return err
-		}
-		if done && !closeAfter {
-			return nil
-		}
-		if done {
-			if err := e.Shutdown(); err != nil {
-				return err
-			}
-			closeAfter = false // the next round sends close_notify and takes the answer
 		}
 	}
+	if e.NeedsWrite() { // TLS 1.3: the last flight, and the tickets back
+		if err := exchange(e, sock, hop); err != nil {
+			return err
+		}
+	}
+	if !closeAfter {
+		return nil
+	}
+	if err := e.Shutdown(); err != nil {
+		return err
+	}
+	return exchange(e, sock, hop)
+}
+
+// exchange sends what the engine has for the network behind hop and feeds it the answer.
+func exchange(e *tlszmq.Engine, sock *zmq.Socket, hop string) error {
+	out := e.GetData()
+	if out == nil {
+		return errors.New("perf: the handshake stalled: nothing to send")
+	}
+	if _, err := sock.SendMessage(hop, "", out); err != nil {
+		return err
+	}
+	reply, err := sock.RecvMessageBytes(0)
+	if err != nil {
+		return fmt.Errorf("no answer from the server: %w", err)
+	}
+	if len(reply) != 3 || string(reply[0]) != hop {
+		return fmt.Errorf("a reply of %d frames for another envelope", len(reply))
+	}
+	return e.PutData(reply[2])
 }

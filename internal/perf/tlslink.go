@@ -113,25 +113,13 @@ func (l *tlsLink) run(msg []byte, n int) error {
 		}
 		return nil
 	}
-	window, chunk := credit(len(msg))
-	acked := 0
-	for sent := 0; sent < n || acked < sent; {
-		if sent < n && sent-acked < window {
-			if err := l.cli.Queue(ctx, msg); err != nil {
-				return err
-			}
-			sent++
-			continue
-		}
-		if err := l.cli.Flush(); err != nil {
+	return stream(len(msg), n, func() error { return l.cli.Queue(ctx, msg) }, func() error {
+		if err := l.cli.Flush(); err != nil { // what is gathered goes before waiting for credit
 			return err
 		}
-		if _, err := l.cli.Recv(ctx); err != nil {
-			return err
-		}
-		acked += chunk
-	}
-	return nil
+		_, err := l.cli.Recv(ctx)
+		return err
+	})
 }
 
 func (l *tlsLink) close() error {

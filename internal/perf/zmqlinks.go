@@ -25,6 +25,27 @@ func credit(size int) (window, chunk int) {
 	return window, window / 4
 }
 
+// stream sends n messages of size bytes one way within the credit window: send sends (or
+// gathers) one, awaitCredit waits for the server's acknowledgement of the next chunk. It
+// returns once every message has been acknowledged (n is a whole number of chunks).
+func stream(size, n int, send, awaitCredit func() error) error {
+	window, chunk := credit(size)
+	for sent, acked := 0, 0; sent < n || acked < sent; {
+		if sent < n && sent-acked < window {
+			if err := send(); err != nil {
+				return err
+			}
+			sent++
+			continue
+		}
+		if err := awaitCredit(); err != nil {
+			return err
+		}
+		acked += chunk
+	}
+	return nil
+}
+
 // zmqLink is plain ZeroMQ or CURVE: raw zmq4 sockets, an echo (round trips) or counting
 // (streaming) ROUTER on its own goroutine.
 type zmqLink struct {
@@ -173,22 +194,13 @@ func (l *zmqLink) run(msg []byte, n int) error {
 		}
 		return nil
 	}
-	window, chunk := credit(len(msg))
-	acked := 0
-	for sent := 0; sent < n || acked < sent; {
-		if sent < n && sent-acked < window {
-			if _, err := l.client.SendBytes(msg, 0); err != nil {
-				return err
-			}
-			sent++
-			continue
-		}
-		if _, err := l.client.RecvBytes(0); err != nil {
-			return err
-		}
-		acked += chunk
-	}
-	return nil
+	return stream(len(msg), n, func() error {
+		_, err := l.client.SendBytes(msg, 0)
+		return err
+	}, func() error {
+		_, err := l.client.RecvBytes(0)
+		return err
+	})
 }
 
 func (l *zmqLink) close() error {
