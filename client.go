@@ -312,8 +312,10 @@ const queueLimit = 4 * maxRecord
 // Queue gathers a message to go out with the next ones, in one TLS write and one ZeroMQ
 // message, which is how a DEALER client streams small messages fast: Flush (or Send) sends
 // what is gathered, and Queue sends by itself once 64 KiB are waiting. A tlszmq server takes
-// such a batch as the separate messages it holds and answers them in one reply. With a C++
-// server (no framed protocol) there is nothing to gather messages into: Queue sends at once.
+// such a batch as the separate messages it holds and answers them in one reply. A REQ client
+// has one batch in flight: once one has gone out, Queue returns ErrReplyOwed until its reply
+// is received. With a C++ server (no framed protocol) there is nothing to gather messages
+// into: Queue sends at once.
 func (c *Client) Queue(ctx context.Context, parts ...[]byte) error {
 	if err := c.Handshake(ctx); err != nil {
 		return err
@@ -343,6 +345,9 @@ func (c *Client) queue(parts [][]byte) error {
 	if n := framedLen(parts); len(c.queued)+n > queueLimit {
 		if err := c.Flush(); err != nil {
 			return err
+		}
+		if err := c.replyOwed(); err != nil {
+			return err // REQ: what was gathered went out just now, and is owed a reply first
 		}
 		if n >= queueLimit {
 			var err error

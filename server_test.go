@@ -269,6 +269,28 @@ func TestREQSendsInLockStep(t *testing.T) {
 	}
 }
 
+// A REQ client with small messages gathered and then a large one (which goes in a batch of
+// its own) sends the gathered ones and refuses the large one until their reply is in: it never
+// sends twice in a row, which would lose a reply and break the session.
+func TestREQQueueThenLargeMessage(t *testing.T) {
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo, nil)
+	c := newClient(t, clientConfig(), srv.Endpoint(), nil)
+	ctx := ctxTimeout(t, 10*time.Second)
+	if err := c.Queue(ctx, []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	large := pattern(2 * queueLimit)
+	if err := c.Queue(ctx, large); !errors.Is(err, ErrReplyOwed) {
+		t.Fatalf("a large message while the small one's reply is owed: %v", err)
+	}
+	if got, err := c.Recv(ctx); err != nil || string(got[0]) != "small" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if got, err := c.Request(ctx, large); err != nil || !bytes.Equal(got[0], large) {
+		t.Fatalf("the large message after the reply: %v", err)
+	}
+}
+
 // A client that offers no ALPN speaks the C++ peers' format with a tlszmq server.
 func TestRawClient(t *testing.T) {
 	srv := startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", echo, nil)
