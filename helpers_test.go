@@ -21,8 +21,14 @@ func clientConfig() *Config {
 	return &Config{CAFile: cert("ca.crt"), ServerName: "localhost"}
 }
 
+// mustContext makes a Context for the test. Its warnings (a client that does not verify)
+// go to the test's quiet logger unless cfg has a Logger of its own.
 func mustContext(t testing.TB, role Role, cfg *Config) *Context {
 	t.Helper()
+	if cfg != nil && cfg.Logger == nil {
+		cfg = cfg.Clone()
+		cfg.Logger = quietLog(t)
+	}
 	ctx, err := NewContext(role, cfg)
 	if err != nil {
 		t.Fatalf("NewContext(%v): %v", role, err)
