@@ -20,7 +20,7 @@ FIPS_DIR  ?= $(HOME)/.cache/tlszmq-fips
 FUZZTIME  ?= 5m
 FUZZTIME_TEST ?= 100000x
 # Package:target pairs.
-FUZZ_TARGETS := .:FuzzServerEngine .:FuzzClientEngine .:FuzzDeframer .:FuzzSplitEnvelope \
+FUZZ_TARGETS := .:FuzzServerEngine .:FuzzClientEngine .:FuzzDeframer .:FuzzSplitEnvelope .:FuzzEnvelopeBudget \
                 ./internal/cli:FuzzTLSFlags
 BENCHTIME ?= 1s
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -38,7 +39,10 @@ type ClientOptions struct {
 	// Identity is the socket's routing id (the C++ fork's client uses "client2"); empty lets
 	// the server's ROUTER assign one.
 	Identity string
-	// ServerName overrides Config.ServerName for this client (SNI and host name check).
+	// ServerName overrides Config.ServerName for this client (SNI and host name check). With
+	// neither, a client that connects to a tcp:// endpoint uses the endpoint's host, name or
+	// address; a client with no host to use (an ipc:// or inproc:// endpoint, or Bind) that
+	// verifies the server fails with ErrNoServerName, unless Config.VerifyChainOnly is set.
 	ServerName string
 	// Timeout bounds the handshake and each Recv when their context has no deadline
 	// (default DefaultTimeout).
@@ -73,13 +77,16 @@ type Client struct {
 	deframer deframer
 	inbox    [][][]byte
 	queued   []byte // framed plaintext of the messages Queue has gathered, not yet sent
+	batched  int    // how many messages queued holds
 	owed     bool   // REQ: a request was sent and its reply not yet received
 	broken   error  // what made the session unusable, for Reconnect
 	closed   bool
 }
 
 // NewClient makes a client of endpoint (e.g. "tcp://localhost:5556") with a client Context.
-// The handshake runs on the first Send, or explicitly with Handshake.
+// The handshake runs on the first Send, or explicitly with Handshake. The server's certificate
+// is checked against ClientOptions.ServerName, else Config.ServerName, else the endpoint's
+// host ("localhost" here); see ClientOptions.ServerName.
 func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, error) {
 	var o ClientOptions
 	if opts != nil {
@@ -107,6 +114,18 @@ func (c *Client) open() error {
 	name := o.ServerName
 	if name == "" {
 		name = c.ctx.cfg.ServerName
+	}
+	if name == "" && !o.Bind {
+		name = endpointHost(c.endpoint)
+	}
+	if name == "" && c.ctx.checksName() {
+		why := "the endpoint has no host"
+		if o.Bind {
+			why = "a client that binds its endpoint has no server host"
+		}
+		return fmt.Errorf("tlszmq: client %s: %w: %s; set ClientOptions.ServerName or Config.ServerName "+
+			"to the name in the server's certificate (Config.VerifyChainOnly checks the chain alone, which is dangerous)",
+			c.endpoint, ErrNoServerName, why)
 	}
 	alpn := ProtocolFramed
 	if o.Raw {
@@ -142,7 +161,7 @@ func (c *Client) open() error {
 	}
 	c.e, c.sock, c.poller = e, sock, zmq.NewPoller()
 	c.poller.Add(sock, zmq.POLLIN)
-	c.framed, c.deframer, c.inbox, c.queued, c.owed, c.broken = false, deframer{max: o.MaxMessageSize}, nil, nil, false, nil
+	c.framed, c.deframer, c.inbox, c.queued, c.batched, c.owed, c.broken = false, deframer{max: o.MaxMessageSize, maxMsgs: replyBatch}, nil, nil, 0, false, nil
 	return nil
 }
 
@@ -190,6 +209,27 @@ func (c *Client) recover(ctx context.Context) error {
 		return nil
 	}
 	return c.Reconnect(ctx)
+}
+
+// endpointHost returns the host of a tcp:// endpoint a client connects to ("localhost" for
+// "tcp://localhost:5556", "::1" for "tcp://[::1]:5556", the destination of
+// "tcp://source;host:port"), or "" for other transports and for a wildcard.
+func endpointHost(endpoint string) string {
+	rest, ok := strings.CutPrefix(endpoint, "tcp://")
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndexByte(rest, ';'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	rest = strings.TrimSuffix(strings.TrimPrefix(rest, "["), "]")
+	if rest == "*" {
+		return ""
+	}
+	return rest
 }
 
 func newSocket(typ zmq.Type, identity string, maxMsg int) (*zmq.Socket, error) {
@@ -306,8 +346,13 @@ func (c *Client) Send(ctx context.Context, parts ...[]byte) error {
 }
 
 // queueLimit is how much plaintext Queue gathers before it sends by itself: four full TLS
-// records in one ZeroMQ message.
+// records in one ZeroMQ message (or defaultMaxMessagesPerFrame messages, whichever is first).
 const queueLimit = 4 * maxRecord
+
+// replyBatch is how many messages a client takes from one frame: a server answers the
+// messages of one frame in one (up to its MaxMessagesPerFrame), and of several when its
+// handler defers answers meanwhile; four times the default leaves room for that.
+const replyBatch = 4 * defaultMaxMessagesPerFrame
 
 // Queue gathers a message to go out with the next ones, in one TLS write and one ZeroMQ
 // message, which is how a DEALER client streams small messages fast: Flush (or Send) sends
@@ -358,8 +403,8 @@ func (c *Client) queue(parts [][]byte) error {
 		}
 	}
 	c.queued = appendFramed(c.queued, parts)
-	if len(c.queued) >= queueLimit {
-		return c.Flush()
+	if c.batched++; len(c.queued) >= queueLimit || c.batched >= defaultMaxMessagesPerFrame {
+		return c.Flush() // within a server's default MaxMessagesPerFrame too
 	}
 	return nil
 }
@@ -389,7 +434,7 @@ func (c *Client) flushQueued() error {
 		return err
 	}
 	_, err := c.e.Write(c.queued)
-	c.queued = reuse(c.queued)
+	c.queued, c.batched = reuse(c.queued), 0
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 )
 
@@ -59,6 +60,22 @@ const SecurityLevelZero = -1
 // SessionTicketKeyLen is the length of Config.SessionTicketKey.
 const SessionTicketKeyLen = 80
 
+// DefaultCipherList is the TLS 1.2 cipher list of a Config whose CipherList is empty: only
+// forward-secret AEAD suites, ECDHE with ECDSA or RSA certificates and AES-GCM or
+// ChaCha20-Poly1305, then finite-field DHE with RSA and AES-GCM (a server picks Diffie-Hellman
+// parameters to match its certificate's strength, as `openssl s_server` does). No CBC, no RSA
+// key exchange, no SHA-1 MACs. TLS 1.3 has its own list, CipherSuites.
+const DefaultCipherList = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" +
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" +
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" +
+	"DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+
+// DefaultMaxKeyUpdates is the default of Config.MaxKeyUpdates.
+const DefaultMaxKeyUpdates = 32
+
+// DefaultMaxRecordsPerPump is the default of Config.MaxRecordsPerPump for a server Context.
+const DefaultMaxRecordsPerPump = 8192
+
 // ErrInvalidConfig is wrapped by every error about a Config that cannot work, before OpenSSL
 // is asked anything.
 var ErrInvalidConfig = errors.New("tlszmq: invalid configuration")
@@ -83,14 +100,26 @@ type Config struct {
 	CAPEM         []byte
 
 	// ServerName is sent as SNI by clients and checked against the server's certificate
-	// (DNS names, or an IP address, which is checked but not sent). Empty: no SNI and no
-	// host name check, only the chain is verified.
+	// (DNS names, or an IP address, which is checked but not sent). A wildcard matches a
+	// whole left-most label only: "*.example.com" matches "www.example.com", "w*.example.com"
+	// matches nothing. A client that verifies needs a name to check: when ServerName is
+	// empty, NewClient takes the host of a tcp:// endpoint, and an engine made without one
+	// (NewClientEngine) fails with ErrNoServerName, unless VerifyChainOnly is set.
 	ServerName string
 
 	// InsecureSkipVerify makes a client accept any server certificate, as the C++ original
 	// did. It is for drop-in use against legacy deployments only: anyone in the path can
 	// then read and change the traffic.
 	InsecureSkipVerify bool
+
+	// VerifyChainOnly makes a client verify the server's certificate chain against its CAs
+	// but not the server's name, as the C++ fork's client did (its server's certificate
+	// names "*.fish-test.com" in its CN, with no subject alternative name). It is
+	// dangerous: any certificate those CAs issued, to anyone, is then accepted, so that
+	// whoever holds one can read and change the traffic. Use it only with a private CA
+	// that issues certificates to your own servers alone. A ServerName, if set, is still
+	// sent as SNI. A client Context with it logs a warning once, when it is made.
+	VerifyChainOnly bool
 
 	// ClientAuth is the server's policy for client certificates (default NoClientCert).
 	ClientAuth ClientAuthType
@@ -100,7 +129,8 @@ type Config struct {
 	MinVersion, MaxVersion uint16
 
 	// CipherList is the TLS 1.2 cipher list in OpenSSL's syntax
-	// ("ECDHE-RSA-AES128-GCM-SHA256:..."); empty keeps OpenSSL's default.
+	// ("ECDHE-RSA-AES128-GCM-SHA256:..."); empty means DefaultCipherList (forward-secret
+	// AEAD suites only).
 	CipherList string
 	// CipherSuites is the TLS 1.3 suite list ("TLS_AES_128_GCM_SHA256:..."); empty keeps
 	// OpenSSL's default.
@@ -121,7 +151,37 @@ type Config struct {
 	// restarted with it, resume each other's sessions; empty: OpenSSL's random key, new in
 	// every Context. Keep it as secret as a private key, and change it now and then: whoever
 	// holds it can decrypt the sessions it protects.
+	//
+	// A session resumes only on a server with the same verification policy as the one that
+	// made it: the session id context is a hash of ClientAuth, the CA certificates (the bytes
+	// of CAFile and CAPEM, the names and bytes of the files in CADir when the Context is
+	// made), MinVersion, MaxVersion and SecurityLevel. So a ticket issued where clients need
+	// no certificate never lets a client skip the certificate where one is required, even
+	// with the same key. Changing any of these, rotating the CAs included, changes the
+	// context: sessions made before stop resuming (their clients make a full handshake,
+	// verified under the new policy). That is the intent.
 	SessionTicketKey []byte
+
+	// MaxKeyUpdates bounds the TLS 1.3 KeyUpdate messages an engine reads: in one frame (one
+	// pump: a PutData and what it takes to read it), and over the session beyond one per 64
+	// KiB of application data received. A KeyUpdate costs about 10 µs of CPU and OpenSSL 3.0
+	// reads any number of them; a peer rekeys rarely (OpenSSL and Go never do by themselves).
+	// Past the bound the session fails with ErrTooManyKeyUpdates, the rest of the frame
+	// unread, and the peer is sent an unexpected_message alert where the bound falls on a
+	// record boundary. 0 means DefaultMaxKeyUpdates (32); negative values are refused.
+	MaxKeyUpdates int
+
+	// MaxRecordsPerPump bounds the TLS records an engine reads from one frame (one pump)
+	// beyond one per 16 KiB of the frame: a frame of full records never reaches it, whatever
+	// its size, while a frame of tiny records (under a microsecond of CPU each, 3 million in
+	// a 64 MiB frame: seconds) is cut short. Past the bound the session fails with
+	// ErrTooManyRecords, the rest of the frame unread; over TLS 1.3 the peer is sent an
+	// unexpected_message alert (over TLS 1.2 OpenSSL can send no alert that says so, and
+	// none is sent). 0 means DefaultMaxRecordsPerPump (8192, a few ms of CPU) for a server
+	// Context and no bound for a client Context: a tlszmq server answers every message of a
+	// batch with a record of its own, so one reply frame may carry as many records as the
+	// batch had messages (65,536 empty ones in 64 KiB). Negative: no bound.
+	MaxRecordsPerPump int
 
 	// FIPS runs the Context on OpenSSL's FIPS provider with fips=yes as the default property,
 	// in a library context of its own. If the provider cannot be loaded, NewContext fails
@@ -135,11 +195,11 @@ type Config struct {
 	// (OPENSSL_MODULES).
 	FIPSModuleDir string
 
-	// Logger receives the Context's warnings: a client Context with InsecureSkipVerify says so
-	// once, when it is made. Nil: slog.Default().
+	// Logger receives the Context's warnings: a client Context with InsecureSkipVerify or
+	// VerifyChainOnly says so once, when it is made. Nil: slog.Default().
 	Logger *slog.Logger
 
-	// Debug, when set, receives the seed's trace of bytes through the BIOs from every engine
+	// Debug, when set, receives the original's trace of bytes through the BIOs from every engine
 	// of the Context: "DEBUG: 95 written to BIO", "DEBUG: 627 read from BIO",
 	// "DEBUG: 12 written to SSL" (-1 while the handshake holds the data back).
 	Debug io.Writer
@@ -174,6 +234,14 @@ func (c *Config) check(role Role) error {
 	if c.MinVersion != 0 && c.MaxVersion != 0 && c.MinVersion > c.MaxVersion {
 		return bad("MinVersion %s is above MaxVersion %s", VersionName(c.MinVersion), VersionName(c.MaxVersion))
 	}
+	for _, v := range []struct {
+		name string
+		pem  []byte
+	}{{"CertPEM", c.CertPEM}, {"KeyPEM", c.KeyPEM}, {"CAPEM", c.CAPEM}} {
+		if len(v.pem) > math.MaxInt32 {
+			return bad("%s is %d bytes long, more than OpenSSL takes (%d, INT_MAX)", v.name, len(v.pem), math.MaxInt32)
+		}
+	}
 	if c.CertFile != "" && c.CertPEM != nil {
 		return bad("both CertFile and CertPEM are set")
 	}
@@ -192,6 +260,15 @@ func (c *Config) check(role Role) error {
 	}
 	if n := len(c.SessionTicketKey); n != 0 && (n != SessionTicketKeyLen || role != RoleServer) {
 		return bad("SessionTicketKey is for servers only and must have %d bytes (it has %d)", SessionTicketKeyLen, n)
+	}
+	if c.VerifyChainOnly && role != RoleClient {
+		return bad("VerifyChainOnly is for clients only")
+	}
+	if c.VerifyChainOnly && c.InsecureSkipVerify {
+		return bad("VerifyChainOnly and InsecureSkipVerify are both set: a client verifies the chain only, or nothing")
+	}
+	if c.MaxKeyUpdates < 0 {
+		return bad("MaxKeyUpdates %d is negative (0 for the default, %d)", c.MaxKeyUpdates, DefaultMaxKeyUpdates)
 	}
 	if c.ClientAuth < NoClientCert || c.ClientAuth > RequireAndVerifyClientCert {
 		return bad("ClientAuth %v is unknown", c.ClientAuth)

@@ -8,8 +8,12 @@ package tlszmq
 import "C"
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -92,16 +96,16 @@ var liveContexts atomic.Int64
 // its certificate, a certificate too weak for the security level, an unknown cipher or group,
 // a FIPS provider that is not there.
 func NewContext(role Role, cfg *Config) (*Context, error) {
-	cfg = cfg.Clone()
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	if role != RoleClient && role != RoleServer {
 		return nil, fmt.Errorf("%w: unknown role %d", ErrInvalidConfig, int(role))
 	}
-	if err := cfg.check(role); err != nil {
+	if err := cfg.check(role); err != nil { // before the copy: a refused PEM is not copied
 		return nil, err
 	}
+	cfg = cfg.Clone()
 
 	var strs []unsafe.Pointer
 	cstr := func(s string) *C.char {
@@ -149,7 +153,25 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	if cfg.SessionTicketsDisabled {
 		cc.no_tickets = 1
 	}
-	cc.cipher_list = cstr(cfg.CipherList)
+	cc.max_key_updates = C.int(cfg.MaxKeyUpdates)
+	if cfg.MaxKeyUpdates == 0 {
+		cc.max_key_updates = DefaultMaxKeyUpdates
+	}
+	switch {
+	case cfg.MaxRecordsPerPump > 0:
+		cc.max_records = C.longlong(cfg.MaxRecordsPerPump)
+	case cfg.MaxRecordsPerPump == 0 && role == RoleServer:
+		cc.max_records = DefaultMaxRecordsPerPump
+	}
+	if role == RoleServer {
+		sid := sessionContext(cfg)
+		cc.sid_ctx, cc.sid_ctx_len = cbytes(sid)
+	}
+	ciphers := cfg.CipherList
+	if ciphers == "" {
+		ciphers = DefaultCipherList
+	}
+	cc.cipher_list = cstr(ciphers)
 	cc.ciphersuites = cstr(cfg.CipherSuites)
 	cc.groups = cstr(cfg.Groups)
 	cc.cert_file = cstr(cfg.CertFile)
@@ -176,16 +198,71 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 		return nil, e
 	}
 	liveContexts.Add(1)
-	if role == RoleClient && cfg.InsecureSkipVerify {
+	if role == RoleClient && (cfg.InsecureSkipVerify || cfg.VerifyChainOnly) {
 		logger := cfg.Logger
 		if logger == nil {
 			logger = slog.Default()
 		}
-		logger.Warn("tlszmq: this client Context does not verify servers' certificates (InsecureSkipVerify): anyone in the path can read and change the traffic")
+		if cfg.InsecureSkipVerify {
+			logger.Warn("tlszmq: this client Context does not verify servers' certificates (InsecureSkipVerify): anyone in the path can read and change the traffic")
+		} else {
+			logger.Warn("tlszmq: this client Context verifies servers' certificate chains but not their names (VerifyChainOnly): whoever holds any certificate from these CAs can read and change the traffic")
+		}
 	}
 	ctx := &Context{role: role, cfg: cfg, h: &ctxHandle{c: c, refs: 1}}
 	ctx.cleanup = runtime.AddCleanup(ctx, (*ctxHandle).release, ctx.h)
 	return ctx, nil
+}
+
+// sessionContext returns a server's session id context: a SHA-256 of its verification
+// policy, so that OpenSSL resumes a session (from the cache or a ticket) only on a server that
+// verifies clients as the one that made it did. It covers ClientAuth, the versions, the
+// security level and the CA certificates: the bytes of CAFile and CAPEM, and the names and
+// bytes of the files in CADir (read now: OpenSSL reads that folder's files when it needs them,
+// so a file added later changes verification but not the context). A file that cannot be read
+// enters as its error; OpenSSL then fails to load it anyway.
+func sessionContext(cfg *Config) []byte {
+	h := sha256.New()
+	field := func(name string, value []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(name)))
+		h.Write(n[:])
+		h.Write([]byte(name))
+		binary.BigEndian.PutUint64(n[:], uint64(len(value)))
+		h.Write(n[:])
+		h.Write(value)
+	}
+	file := func(name, path string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			b = []byte("unreadable: " + err.Error())
+		}
+		field(name, b)
+	}
+	field("tlszmq session policy", []byte("1"))
+	field("client auth", []byte(cfg.ClientAuth.String()))
+	field("versions", fmt.Appendf(nil, "%04x-%04x", cfg.MinVersion, cfg.MaxVersion))
+	field("security level", fmt.Appendf(nil, "%d", cfg.SecurityLevel))
+	if cfg.CAFile != "" {
+		file("CAFile", cfg.CAFile)
+	}
+	if cfg.CADir != "" {
+		entries, err := os.ReadDir(cfg.CADir) // sorted by name
+		if err != nil {
+			field("CADir", []byte("unreadable: "+err.Error()))
+		}
+		for _, ent := range entries {
+			if ent.IsDir() {
+				continue
+			}
+			field("CADir file", []byte(ent.Name()))
+			file("CADir contents", filepath.Join(cfg.CADir, ent.Name()))
+		}
+	}
+	if cfg.CAPEM != nil {
+		field("CAPEM", cfg.CAPEM)
+	}
+	return h.Sum(nil)
 }
 
 // isFIPSStep tells the steps of the FIPS set-up from the rest: they all name FIPS.
@@ -209,6 +286,16 @@ func (ctx *Context) FIPS() bool {
 	}
 	defer ctx.h.release()
 	return C.tz_ctx_fips(c) == 1
+}
+
+// options returns the OpenSSL options of the Context's SSL_CTX, for the tests.
+func (ctx *Context) options() uint64 {
+	c, err := ctx.h.acquire()
+	if err != nil {
+		return 0
+	}
+	defer ctx.h.release()
+	return uint64(C.tz_ctx_options(c))
 }
 
 // Close lets the Context go. Engines made from it keep working until they are closed; no new

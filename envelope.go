@@ -75,3 +75,41 @@ func isClientHello(p []byte) bool {
 	// record: type 22, version 3.x, length; handshake: type 1, 3-byte length, client_version 3.x
 	return len(p) >= 11 && p[0] == 22 && p[1] == 3 && p[5] == 1 && p[9] == 3
 }
+
+// envelopeBudget judges an incoming message part by part, as a server receives it: at most
+// frames routing frames of at most maxEnvelopeFrame bytes before the delimiter, then the
+// delimiter and one payload frame (so at most frames+2 parts), and at most bytes in all. Once
+// a part is over budget, the parts of the message are no longer kept.
+type envelopeBudget struct {
+	frames, bytes int // MaxEnvelopeFrames, and what the whole message may hold
+
+	parts, kept, total int // parts seen, frames kept before the delimiter, bytes seen
+	delimited          bool
+	err                error // the budget the message went past, sticky
+}
+
+// add takes the next part and reports whether to keep it.
+func (b *envelopeBudget) add(part []byte) bool {
+	if b.err != nil {
+		return false
+	}
+	b.total += len(part)
+	b.parts++
+	switch {
+	case b.parts > b.frames+2:
+		b.err = overBudget("MaxEnvelopeFrames", "a message of more than %d parts (%d envelope frames, the delimiter, the payload)", b.frames+2, b.frames)
+	case b.delimited:
+	case len(part) == 0:
+		b.delimited = true
+	case len(part) > maxEnvelopeFrame:
+		b.err = overBudget("MaxEnvelopeFrames", "an envelope frame of %d bytes (at most %d)", len(part), maxEnvelopeFrame)
+	case b.kept >= b.frames:
+		b.err = overBudget("MaxEnvelopeFrames", "an envelope of more than %d frames", b.frames)
+	default:
+		b.kept++
+	}
+	if b.err == nil && b.total > b.bytes {
+		b.err = overBudget("MaxMessageSize", "a message of more than %d bytes", b.bytes)
+	}
+	return b.err == nil
+}

@@ -1,6 +1,7 @@
 package tlszmq
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -55,6 +56,49 @@ func FuzzSplitEnvelope(f *testing.F) {
 			if len(id) == 0 {
 				t.Fatal("an empty identity frame in the envelope")
 			}
+		}
+	})
+}
+
+// FuzzEnvelopeBudget: whatever parts come, what is kept of a message stays within the
+// envelope budgets, and a message within them is kept whole.
+func FuzzEnvelopeBudget(f *testing.F) {
+	f.Add([]byte("hop\x00client\x00\x00tls"), 2, 64)
+	f.Add(bytes.Repeat([]byte("id\x00"), 40), 16, 1<<10)
+	f.Fuzz(func(t *testing.T, data []byte, frames, size int) {
+		frames, size = 1+int(uint(frames)%20), 1+int(uint(size)%4096)
+		b := envelopeBudget{frames: frames, bytes: size}
+		var kept [][]byte
+		all := bytes.Split(data, []byte{0})
+		for _, p := range all {
+			if b.add(p) {
+				kept = append(kept, p)
+			}
+		}
+		held, env := 0, 0
+		for _, p := range kept {
+			held += len(p)
+		}
+		for _, p := range kept {
+			if len(p) == 0 {
+				break
+			}
+			env++
+			if len(p) > maxEnvelopeFrame {
+				t.Fatalf("an envelope frame of %d bytes was kept", len(p))
+			}
+		}
+		if len(kept) > frames+2 {
+			t.Fatalf("kept %d parts, budget %d", len(kept), frames+2)
+		}
+		if env > frames || held > size {
+			t.Fatalf("kept %d envelope frames and %d bytes, budgets %d and %d", env, held, frames, size)
+		}
+		if b.err == nil && len(kept) != len(all) {
+			t.Fatalf("a message within budget lost parts: %d of %d kept", len(kept), len(all))
+		}
+		if b.err != nil && !errors.Is(b.err, errBudget) {
+			t.Fatalf("the error does not name a budget: %v", b.err)
 		}
 	})
 }

@@ -27,6 +27,21 @@ var ErrTruncated = fmt.Errorf("tlszmq: stream truncated: the transport ended wit
 // loaded or failed its checks. The error quotes OpenSSL's reason.
 var ErrFIPSUnavailable = errors.New("tlszmq: FIPS mode unavailable")
 
+// ErrTooManyKeyUpdates is wrapped by the error of a session whose peer sent more TLS 1.3
+// KeyUpdate messages in one frame than Config.MaxKeyUpdates allows. The error's reason gives
+// the count.
+var ErrTooManyKeyUpdates = errors.New("tlszmq: peer sent too many KeyUpdate messages")
+
+// ErrTooManyRecords is wrapped by the error of a session whose peer sent more TLS records in
+// one frame than Config.MaxRecordsPerPump allows. The error's reason gives the count.
+var ErrTooManyRecords = errors.New("tlszmq: peer sent too many TLS records in one frame")
+
+// ErrNoServerName is returned when a client that verifies the server's certificate has no
+// name to check it against: no Config.ServerName, no ClientOptions.ServerName, and no host in
+// the endpoint (ipc://, inproc://, a bound endpoint). The error says how to give one; a client
+// that means to check the chain alone sets Config.VerifyChainOnly.
+var ErrNoServerName = errors.New("tlszmq: no server name to verify the server's certificate against")
+
 // ErrHandshakeIncomplete is returned by calls that need an established session, such as
 // [Engine.Session] before the handshake has finished.
 var ErrHandshakeIncomplete = errors.New("tlszmq: the handshake has not finished")
@@ -61,8 +76,8 @@ func (v *CertificateVerificationError) Error() string {
 
 // Error is the error of a failed OpenSSL step. It carries OpenSSL's own reasons, captured in
 // the C call that failed, and, where they apply, the TLS alert and the certificate
-// verification failure, which errors.As finds; errors.Is finds ErrTruncated and
-// ErrFIPSUnavailable.
+// verification failure, which errors.As finds; errors.Is finds ErrTruncated,
+// ErrFIPSUnavailable, ErrTooManyKeyUpdates and ErrTooManyRecords.
 type Error struct {
 	Op      string                        // the step that failed, e.g. "handshake"
 	Reasons []string                      // OpenSSL's reasons, oldest first: "SSL routines: no shared cipher"
@@ -124,6 +139,12 @@ func newError(ce *C.tz_err) *Error {
 	e := &Error{Op: C.GoString(&ce.where[0])}
 	if text := C.GoString(&ce.text[0]); text != "" {
 		e.Reasons = strings.Split(text, "\n")
+	}
+	switch ce.cause {
+	case C.TZ_CAUSE_KEY_UPDATES:
+		e.kind = ErrTooManyKeyUpdates
+	case C.TZ_CAUSE_RECORDS:
+		e.kind = ErrTooManyRecords
 	}
 	if ce.lib == C.ERR_LIB_SSL {
 		switch ce.reason {

@@ -15,7 +15,8 @@ import (
 // explicit, so they survive any cutting of the TLS stream into frames.
 const ProtocolFramed = "tlszmq/1"
 
-// ErrMessageTooLarge is wrapped by the error for a message part above the configured maximum.
+// ErrMessageTooLarge is wrapped by the error for a message above the configured maximum
+// (MaxMessageSize: all its parts, with their headers).
 var ErrMessageTooLarge = errors.New("tlszmq: message too large")
 
 // ErrBadFraming is wrapped by the error for framed plaintext that does not decode.
@@ -99,11 +100,17 @@ func uvarintLen(v uint64) int {
 }
 
 // deframer turns framed plaintext back into messages. Plaintext may arrive cut anywhere; what
-// is not yet a whole part waits for more.
+// is not yet a whole part waits for more. Its budgets bound what one peer can make it hold or
+// deliver: a whole message (every part, and its header, costing at least minPartCost) within
+// max bytes, at most maxParts parts a message, at most maxMsgs messages out of one frame. A
+// zero field takes the default.
 type deframer struct {
-	max     int      // the largest part accepted
-	pending []byte   // plaintext not yet decoded
-	parts   [][]byte // the parts of the message being decoded
+	max      int      // MaxMessageSize: the largest message, parts and overhead
+	maxParts int      // MaxParts
+	maxMsgs  int      // MaxMessagesPerFrame
+	pending  []byte   // plaintext not yet decoded
+	parts    [][]byte // the parts of the message being decoded
+	cost     int      // what those parts cost so far
 }
 
 // feed adds plaintext and returns the messages it completes.
@@ -136,12 +143,40 @@ func (d *deframer) put(e *Engine, frame []byte) error {
 	return err
 }
 
+// limits returns the budgets, defaults filled in.
+func (d *deframer) limits() (size, parts, msgs int) {
+	size, parts, msgs = d.max, d.maxParts, d.maxMsgs
+	if size <= 0 {
+		size = DefaultMaxMessageSize
+	}
+	if parts <= 0 {
+		parts = defaultMaxParts
+	}
+	if msgs <= 0 {
+		msgs = defaultMaxMessagesPerFrame
+	}
+	return size, parts, msgs
+}
+
 // decode cuts the pending plaintext into messages. The parts it returns are slices of the
 // pending buffer, capped at their length, with no copy: the buffer is then never written
-// again, and what is left of it, a cut part, moves to a buffer of its own.
+// again, and what is left of it, a cut part, moves to a buffer of its own, as do the parts of
+// a message not yet whole. A part is judged by its header, before its bytes have come: a part
+// that would take the message past its budget fails at once, so what waits is never more than
+// one message's budget.
 func (d *deframer) decode() ([][][]byte, error) {
+	msgs, err := d.cut()
+	if err != nil {
+		d.pending, d.parts, d.cost = nil, nil, 0 // the session ends: it holds nothing more
+	}
+	return msgs, err
+}
+
+func (d *deframer) cut() ([][][]byte, error) {
+	maxSize, maxParts, maxMsgs := d.limits()
 	var msgs [][][]byte
 	buf, off := d.pending, 0
+	fresh := len(d.parts) // d.parts[fresh:] are cut from buf
 	for off < len(buf) {
 		h, n := binary.Uvarint(buf[off:])
 		if n == 0 {
@@ -151,18 +186,39 @@ func (d *deframer) decode() ([][][]byte, error) {
 			return msgs, fmt.Errorf("%w: part header overflows or is not minimal", ErrBadFraming)
 		}
 		size, more := h>>1, h&1 == 1
-		if size > uint64(d.max) {
-			return msgs, fmt.Errorf("%w: a part of %d bytes (the maximum is %d)", ErrMessageTooLarge, size, d.max)
+		if len(d.parts) >= maxParts {
+			return msgs, overBudget("MaxParts", "a message of more than %d parts", maxParts)
+		}
+		if size > uint64(maxSize) || d.cost+max(n+int(size), minPartCost) > maxSize {
+			return msgs, overBudget("MaxMessageSize", "a message of more than %d bytes (parts, part headers, at least %d bytes a part)", maxSize, minPartCost)
 		}
 		if uint64(len(buf)-off-n) < size {
 			break // the part is cut: wait for more
 		}
+		if !more && len(msgs) >= maxMsgs {
+			return msgs, overBudget("MaxMessagesPerFrame", "more than %d messages in one frame", maxMsgs)
+		}
 		start, end := off+n, off+n+int(size)
 		d.parts = append(d.parts, buf[start:end:end])
+		d.cost += max(n+int(size), minPartCost)
 		off = end
 		if !more {
 			msgs = append(msgs, d.parts)
-			d.parts = nil
+			d.parts, d.cost, fresh = nil, 0, 0
+		}
+	}
+	if len(d.parts) > fresh {
+		// The parts of a message still coming move to a buffer of their own: as slices of
+		// buf they would keep alive the whole frame that buf may be (the engine decrypts
+		// where the frame lies), for as long as the message takes to come.
+		n := 0
+		for _, p := range d.parts[fresh:] {
+			n += len(p)
+		}
+		own := make([]byte, 0, n)
+		for i, p := range d.parts[fresh:] {
+			own = append(own, p...)
+			d.parts[fresh+i] = own[len(own)-len(p) : len(own) : len(own)]
 		}
 	}
 	switch {

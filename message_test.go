@@ -2,6 +2,7 @@ package tlszmq
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -60,20 +61,54 @@ func TestFramingLimits(t *testing.T) {
 	}
 }
 
-// FuzzDeframer: arbitrary plaintext never panics, and what decodes re-encodes to a prefix of it.
+// FuzzDeframer: arbitrary plaintext never panics, what decodes re-encodes to a prefix of it,
+// and nothing gets past the budgets: no message over its size or parts, no more messages
+// from one frame than allowed, never more waiting than one message's budget.
 func FuzzDeframer(f *testing.F) {
-	f.Add(appendFramed(nil, [][]byte{[]byte("a"), []byte("bc")}))
-	f.Add([]byte{0x80, 0x80, 0x80})
-	f.Add([]byte{0x03, 'x'})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		d := &deframer{max: 1 << 16}
-		msgs, err := d.feed(data)
+	f.Add(appendFramed(nil, [][]byte{[]byte("a"), []byte("bc")}), 1, 64, 4)
+	f.Add([]byte{0x80, 0x80, 0x80}, 1, 64, 4)
+	f.Add([]byte{0x03, 'x'}, 1, 64, 4)
+	f.Add(bytes.Repeat([]byte{0}, 100), 3, 1<<10, 8)
+	f.Add(bytes.Repeat([]byte{1}, 100), 3, 1<<10, 8)
+	f.Fuzz(func(t *testing.T, data []byte, cuts, size, parts int) {
+		size, parts = 1+int(uint(size)%(1<<16)), 1+int(uint(parts)%64)
+		msgs := 1 + int(uint(cuts)%16)
+		d := &deframer{max: size, maxParts: parts, maxMsgs: msgs}
+		var all [][][]byte
+		var err error
+		// Fed in pieces, one "frame" each: the per-frame message budget applies to each.
+		for rest := data; len(rest) > 0 && err == nil; {
+			n := min(len(rest), 1+int(uint(cuts)%97))
+			var got [][][]byte
+			got, err = d.feed(rest[:n])
+			rest = rest[n:]
+			if len(got) > msgs {
+				t.Fatalf("%d messages from one frame, budget %d", len(got), msgs)
+			}
+			all = append(all, got...)
+			if len(d.pending) > size+binary.MaxVarintLen64 {
+				t.Fatalf("%d bytes waiting, budget %d", len(d.pending), size)
+			}
+		}
 		var re []byte
-		for _, m := range msgs {
+		for _, m := range all {
+			if len(m) > parts {
+				t.Fatalf("a message of %d parts, budget %d", len(m), parts)
+			}
+			cost := 0
+			for _, p := range m {
+				cost += max(uvarintLen(uint64(len(p))<<1|1)+len(p), minPartCost)
+			}
+			if cost > size {
+				t.Fatalf("a message costing %d, budget %d", cost, size)
+			}
 			re = appendFramed(re, m)
 		}
 		if err == nil && !bytes.HasPrefix(data, re) {
 			t.Fatalf("decoded messages re-encode to %x, not a prefix of %x", re, data)
+		}
+		if err != nil && !errors.Is(err, errBudget) && !errors.Is(err, ErrBadFraming) {
+			t.Fatalf("an error naming neither a budget nor the framing: %v", err)
 		}
 	})
 }
@@ -189,5 +224,23 @@ func TestInPlaceDecryption(t *testing.T) {
 			t.Errorf("the whole stream in one frame was not decrypted in place")
 		}
 		t.Logf("cut %d: %d of %d frames decrypted in place", min(cut, len(stream)), inPlace, (len(stream)+cut-1)/cut)
+	}
+}
+
+// The parts of a message not yet whole never keep the frame they were cut from: a peer that
+// sends one small part with "more" set in each of many large frames holds its parts' bytes,
+// not its frames.
+func TestUnfinishedPartsLeaveTheFrame(t *testing.T) {
+	frame := make([]byte, 1<<20)
+	copy(frame, []byte{2<<1 | 1, 'a', 'b'}) // a 2-byte part, more to come
+	d := &deframer{max: 1 << 20}
+	d.pending = frame[:3] // as put leaves it: the plaintext where the frame lies
+	msgs, err := d.decode()
+	if err != nil || len(msgs) != 0 || len(d.parts) != 1 {
+		t.Fatalf("%d messages, %d parts, %v", len(msgs), len(d.parts), err)
+	}
+	frame[1] = 'X'
+	if string(d.parts[0]) != "ab" || cap(d.parts[0]) != 2 {
+		t.Fatalf("the waiting part shares the frame's memory: %q, cap %d", d.parts[0], cap(d.parts[0]))
 	}
 }

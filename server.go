@@ -1,6 +1,7 @@
 package tlszmq
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,13 +13,19 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/tlszmq/tlszmq/internal/notice"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
-// sendQueueDepth is the high-water mark of a server's, and a device's, ROUTER sockets: how
-// many messages may wait for one peer (ZeroMQ's default is 1,000). A ROUTER drops a message
-// beyond it, and a frame dropped from a TLS stream breaks the session.
-const sendQueueDepth = 100000
+// serverSendDepth is the high-water mark of a server's ROUTER socket: how many messages
+// ZeroMQ queues toward one peer. Replies beyond it wait in the session's backlog, bounded in
+// bytes by MaxPendingOutput, instead of being dropped: a frame dropped from a TLS stream would
+// break the session.
+const serverSendDepth = 8
+
+// handlerSlice is how many of one session's messages the handler takes in a row before the
+// other sessions get their turn.
+const handlerSlice = 64
 
 // Handler answers one request. It runs on the server's goroutine, one request at a time: keep
 // it short. The reply goes back to the peer; a nil reply with a nil error sends nothing back
@@ -60,21 +67,49 @@ func SinglePart(h func(ctx context.Context, peer *Peer, request []byte) ([]byte,
 
 // ServerOptions tune a Server. The zero value is the C++ server's set-up: a ROUTER socket that
 // binds, with the defaults below for session hygiene.
+//
+// The budgets bound what one peer can cost the server, whatever it sends: a peer that goes
+// past one has its session ended (close_notify where the session is established, one log line
+// with the reason naming the option), and no other session is touched. SECURITY.md lists them
+// all in one table.
 type ServerOptions struct {
 	// Connect makes the server connect to the endpoint (a device's backend) instead of
 	// binding it. Such a server announces itself to the device (ZMQ_PROBE_ROUTER) so that a
 	// pinning tlsdevice can route to it.
 	Connect bool
-	// MaxSessions bounds the session table (default 10,000); the least recently used session
-	// makes room for a new one.
+	// MaxSessions bounds the established sessions (default 10,000); the least recently used
+	// one makes room for a session that completes its handshake.
 	MaxSessions int
+	// MaxHalfOpen bounds the sessions whose handshake has not finished (default 1,000): the
+	// oldest of them makes room for a new one. A half-open session never pushes out an
+	// established one, and one is made only for a payload that starts a TLS ClientHello.
+	MaxHalfOpen int
 	// HandshakeTimeout removes a session whose handshake has not finished in time
 	// (default 10 s); IdleTimeout removes an established session that has been quiet
 	// (default 5 min).
 	HandshakeTimeout, IdleTimeout time.Duration
-	// MaxMessageSize is the largest ZeroMQ message and message part accepted
-	// (default DefaultMaxMessageSize).
+	// MaxMessageSize is the largest message accepted (default DefaultMaxMessageSize): a
+	// ZeroMQ frame of TLS bytes, a whole framed message (all its parts with their headers,
+	// each part costing at least 16 bytes), and the frames of one session waiting for the
+	// handler. The envelope and payload of a ZeroMQ message must fit in it too.
 	MaxMessageSize int
+	// MaxParts bounds the parts of one framed message (default 1,024).
+	MaxParts int
+	// MaxMessagesPerFrame bounds the messages one incoming frame may deliver (default 1,024).
+	// The handler takes 64 of one session's messages in a row, then the other sessions have
+	// their turn; frames that come meanwhile wait, undecrypted, within MaxMessageSize.
+	MaxMessagesPerFrame int
+	// MaxEnvelopeFrames bounds the envelope (the routing frames before the delimiter) of an
+	// incoming message (default 16; each frame holds at most 255 bytes, libzmq's limit on a
+	// routing id). A message past it is dropped while it is received, before any session.
+	MaxEnvelopeFrames int
+	// MaxPendingOutput bounds the bytes of replies a server holds for a peer that does not
+	// read them (default 4 MiB), beyond the 8 messages ZeroMQ queues toward each peer (so a
+	// peer that never reads holds at most MaxPendingOutput and 8 reply frames; ZeroMQ keeps
+	// its 8 until the peer's connection goes, even after the session has ended). Replies held
+	// back while a deferred request waits may take MaxPendingOutput beyond the largest
+	// message.
+	MaxPendingOutput int
 	// Logger receives one line per removed session and per dropped message
 	// (default slog.Default()).
 	Logger *slog.Logger
@@ -92,12 +127,13 @@ type Stats struct {
 	BytesOut         int64 // TLS bytes sent
 	MessagesIn       int64 // application messages received
 	MessagesOut      int64 // application messages sent
-	Dropped          int64 // ZeroMQ messages dropped as malformed
+	Dropped          int64 // ZeroMQ messages dropped as malformed or over budget
+	BudgetExceeded   int64 // sessions ended because their peer went past a budget
 }
 
 type stats struct {
-	sessions, handshakesDone, handshakesFailed, removed atomic.Int64
-	bytesIn, bytesOut, messagesIn, messagesOut, dropped atomic.Int64
+	sessions, handshakesDone, handshakesFailed, removed         atomic.Int64
+	bytesIn, bytesOut, messagesIn, messagesOut, dropped, budget atomic.Int64
 }
 
 // Server is a TLS server over a ZeroMQ ROUTER socket: one engine per peer, keyed on the whole
@@ -112,8 +148,16 @@ type Server struct {
 	log      *slog.Logger
 	sock     *zmq.Socket
 	table    *sessionTable
+	hellos   *helloTable
 	stats    stats
-	scratch  []byte // the framed encoding of one reply, reused (Serve's goroutine only)
+	scratch  []byte     // the framed encoding of one reply, reused (Serve's goroutine only)
+	frames   [][]byte   // the message being received, reused (Serve's goroutine only)
+	ready    []*session // sessions with messages waiting for the handler, in turn
+	blocked  []*session // sessions with replies ZeroMQ could not take yet
+	maxFrame int        // the largest ZeroMQ frame accepted (ZMQ_MAXMSGSIZE)
+
+	dropLogged    time.Time // when a dropped message was last logged
+	dropsUnlogged int       // messages dropped since
 
 	mu       sync.Mutex
 	started  bool // Serve has run, or Close has closed the socket without it
@@ -136,7 +180,22 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		o = *opts
 	}
 	if o.MaxSessions <= 0 {
-		o.MaxSessions = 10000
+		o.MaxSessions = defaultMaxSessions
+	}
+	if o.MaxHalfOpen <= 0 {
+		o.MaxHalfOpen = defaultMaxHalfOpen
+	}
+	if o.MaxParts <= 0 {
+		o.MaxParts = defaultMaxParts
+	}
+	if o.MaxMessagesPerFrame <= 0 {
+		o.MaxMessagesPerFrame = defaultMaxMessagesPerFrame
+	}
+	if o.MaxEnvelopeFrames <= 0 {
+		o.MaxEnvelopeFrames = defaultMaxEnvelopeFrames
+	}
+	if o.MaxPendingOutput <= 0 {
+		o.MaxPendingOutput = defaultMaxPendingOutput
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 10 * time.Second
@@ -156,9 +215,9 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		err = sock.SetRouterMandatory(1)
 	}
 	if err == nil {
-		// ROUTER drops what it cannot queue, and a TLS stream with a frame missing is
-		// broken: the queue toward each peer is deep enough for any sane pipeline.
-		err = sock.SetSndhwm(sendQueueDepth)
+		// ZeroMQ's queue toward each peer is short, and counted in messages: what it cannot
+		// take waits in the session's backlog, counted in bytes (MaxPendingOutput).
+		err = sock.SetSndhwm(serverSendDepth)
 	}
 	if err == nil {
 		if o.Connect {
@@ -181,7 +240,8 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		}
 	}
 	return &Server{ctx: ctx, endpoint: endpoint, handler: handler, opts: o, log: o.Logger, sock: sock,
-		table: newSessionTable(), stop: make(chan struct{}), done: make(chan struct{})}, nil
+		table: newSessionTable(), hellos: newHelloTable(), stop: make(chan struct{}), done: make(chan struct{}),
+		maxFrame: frameLimit(o.MaxMessageSize)}, nil
 }
 
 // Endpoint returns the endpoint the server is bound to, with the port the system chose for
@@ -195,7 +255,7 @@ func (s *Server) Stats() Stats {
 		HandshakesFailed: s.stats.handshakesFailed.Load(), Removed: s.stats.removed.Load(),
 		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
 		MessagesIn: s.stats.messagesIn.Load(), MessagesOut: s.stats.messagesOut.Load(),
-		Dropped: s.stats.dropped.Load(),
+		Dropped: s.stats.dropped.Load(), BudgetExceeded: s.stats.budget.Load(),
 	}
 }
 
@@ -224,7 +284,15 @@ func (s *Server) Serve(ctx context.Context) error {
 			return s.shutdown()
 		default:
 		}
-		polled, err := zmqpoll.Poll(poller, pollSlice)
+		// Sessions with work waiting are not kept waiting for the socket.
+		wait := pollSlice
+		switch {
+		case len(s.ready) > 0:
+			wait = 0
+		case len(s.blocked) > 0:
+			wait = time.Millisecond
+		}
+		polled, err := zmqpoll.Poll(poller, wait)
 		if err != nil {
 			s.shutdown()
 			return fmt.Errorf("tlszmq: server %s: polling: %w", s.endpoint, err)
@@ -240,14 +308,64 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			// Take what is queued, a bounded batch, before looking at the clock again.
 			for range 256 {
-				frames, err := s.sock.RecvMessageBytes(zmq.DONTWAIT)
+				frames, err := s.recv()
 				if err != nil {
 					break
 				}
-				s.handle(ctx, frames)
+				if frames != nil {
+					s.handle(ctx, frames)
+				}
 			}
 		}
+		s.unblock()
+		s.runReady(ctx)
 		s.expire(time.Now())
+	}
+}
+
+// recv takes one message off the socket, part by part, within the envelope budgets (see
+// envelopeBudget; the payload frame's own limit is ZeroMQ's, set from MaxMessageSize). A
+// message past them is taken to its end and dropped, its parts no longer kept; recv then
+// returns nil frames. An error means nothing was waiting.
+func (s *Server) recv() ([][]byte, error) {
+	part, err := s.sock.RecvBytes(zmq.DONTWAIT)
+	if err != nil {
+		return nil, err
+	}
+	b := envelopeBudget{frames: s.opts.MaxEnvelopeFrames, bytes: s.maxFrame + s.opts.MaxEnvelopeFrames*maxEnvelopeFrame}
+	frames := s.frames[:0]
+	if b.add(part) {
+		frames = append(frames, part)
+	}
+	for {
+		more, err := s.sock.GetRcvmore()
+		if err != nil || !more {
+			break
+		}
+		if part, err = s.sock.RecvBytes(0); err != nil {
+			break
+		}
+		if b.add(part) {
+			frames = append(frames, part)
+		}
+	}
+	s.frames = frames[:0]
+	if b.err == nil {
+		return frames, nil
+	}
+	s.drop(frames, b.err)
+	return nil, nil
+}
+
+// drop counts a message dropped before any session and logs it, one line a second at most
+// (with the number of drops it stands for): a flood of bad messages must not flood the log.
+func (s *Server) drop(frames [][]byte, why error) {
+	s.stats.dropped.Add(1)
+	s.dropsUnlogged++
+	if now := time.Now(); now.Sub(s.dropLogged) >= time.Second {
+		s.log.Warn("tlszmq: message dropped", "server", s.endpoint, "frames", len(frames), "reason", why,
+			"dropped since the last line", s.dropsUnlogged)
+		s.dropLogged, s.dropsUnlogged = now, 0
 	}
 }
 
@@ -271,8 +389,7 @@ func (s *Server) Close() error {
 func (s *Server) handle(ctx context.Context, frames [][]byte) {
 	env, payload, err := splitEnvelope(frames)
 	if err != nil {
-		s.stats.dropped.Add(1)
-		s.log.Warn("tlszmq: message dropped", "server", s.endpoint, "frames", len(frames), "reason", err)
+		s.drop(frames, err)
 		return
 	}
 	if len(payload) == 0 {
@@ -287,14 +404,95 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 		s.remove(sess, "a new ClientHello: the client started over")
 		sess = nil
 	}
-	fresh := sess == nil
-	if fresh {
+	if sess == nil {
+		if payload = s.hello(key, env, payload, now); payload == nil {
+			return
+		}
 		if sess, err = s.newSession(key, env, now); err != nil {
 			s.log.Error("tlszmq: no session", "server", s.endpoint, "peer", printable(env[len(env)-1]), "reason", err)
 			return
 		}
+		s.table.touch(sess, now)
+		s.feed(ctx, sess, payload, true)
+		return
 	}
 	s.table.touch(sess, now)
+	if sess.turn {
+		// Its messages wait for their turn with the handler: the frame waits behind them,
+		// undecrypted, within MaxMessageSize.
+		sess.frames = append(sess.frames, payload)
+		if sess.held += len(payload); sess.held > s.maxFrame {
+			s.fail(sess, overBudget("MaxMessageSize", "more than %d bytes of frames waiting for the handler", s.maxFrame))
+		}
+		return
+	}
+	s.feed(ctx, sess, payload, false)
+}
+
+// hello decides what a frame from a peer without a session starts: it returns the bytes to
+// begin a session with, or nil when there is none to begin (the frame does not start a
+// ClientHello: nothing is kept; or the ClientHello's first record has not all come: its bytes
+// wait, up to helloHold, without an engine). A lock-step peer gets an empty answer.
+func (s *Server) hello(key string, env [][]byte, payload []byte, now time.Time) []byte {
+	since := now
+	if h := s.hellos.byKey[key]; h != nil {
+		s.hellos.remove(h)
+		if !isClientHello(payload) { // else the client started over
+			payload, since = append(h.buf, payload...), h.since // the clock runs from the first piece
+		}
+	} else if !startsClientHello(payload) {
+		// No session for what cannot begin one, so that stray or forged frames cost nothing.
+		// TLS records get the alert a fresh engine would send them, without one: a client
+		// whose session the server has forgotten (idle, evicted, a restart) learns it and
+		// starts over. Anything else gets an empty answer, for a lock-step peer.
+		s.stats.dropped.Add(1)
+		var answer []byte
+		if looksLikeRecord(payload) {
+			answer = unexpectedMessageAlert
+		}
+		s.send(env, answer)
+		return nil
+	}
+	if !helloIncomplete(payload) || len(payload) > helloHold {
+		return payload
+	}
+	s.makeHalfOpenRoom()
+	route := make([][]byte, len(env))
+	for i, f := range env {
+		route[i] = append([]byte(nil), f...)
+	}
+	s.hellos.add(&partialHello{key: key, route: route, buf: append([]byte(nil), payload...), since: since})
+	s.send(env, nil)
+	return nil
+}
+
+// makeHalfOpenRoom ends the oldest partial ClientHello, or else the oldest half-open session,
+// while MaxHalfOpen is reached.
+func (s *Server) makeHalfOpenRoom() {
+	for s.table.halfOpen()+s.hellos.len() >= s.opts.MaxHalfOpen {
+		reason := fmt.Sprintf("too many half-open sessions: the oldest makes room (MaxHalfOpen %d)", s.opts.MaxHalfOpen)
+		s.stats.handshakesFailed.Add(1)
+		if h := s.hellos.oldest(); h != nil {
+			s.dropHello(h, reason)
+			continue
+		}
+		s.remove(s.table.oldestHandshake(), reason)
+	}
+}
+
+// dropHello forgets a partial ClientHello.
+func (s *Server) dropHello(h *partialHello, reason string) {
+	s.hellos.remove(h)
+	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", printable(h.route[len(h.route)-1]), "reason", reason)
+	if notice.Capable(h.route) {
+		s.send(h.route, notice.Payload(reason))
+	}
+}
+
+// feed runs a session's engine on one frame and hands what it completes to the handler.
+func (s *Server) feed(ctx context.Context, sess *session, payload []byte, fresh bool) {
+	sess.owed = true
+	var err error
 	wasDone := sess.e.HandshakeComplete()
 	if wasDone && sess.framed {
 		err = sess.deframer.put(sess.e, payload) // decrypted where it lies: the frame is ours
@@ -304,48 +502,65 @@ func (s *Server) handle(ctx context.Context, frames [][]byte) {
 	if err != nil {
 		if !wasDone && !fresh && isClientHello(payload) {
 			// A client that restarted mid-handshake: start over with this ClientHello.
+			key, route, now := sess.key, sess.peer.Route, time.Now()
 			s.remove(sess, "a new ClientHello during the handshake: the client started over")
-			if sess, err = s.newSession(key, env, now); err != nil {
-				s.log.Error("tlszmq: no session", "server", s.endpoint, "peer", printable(env[len(env)-1]), "reason", err)
+			if sess, err = s.newSession(key, route, now); err != nil {
+				s.log.Error("tlszmq: no session", "server", s.endpoint, "peer", printable(route[len(route)-1]), "reason", err)
 				return
 			}
 			s.table.touch(sess, now)
+			sess.owed = true
 			err = sess.e.PutData(payload)
 		}
 		if err != nil {
 			if !wasDone {
 				s.stats.handshakesFailed.Add(1)
 			}
-			s.reply(sess)
-			s.remove(sess, err.Error())
+			s.fail(sess, err)
 			return
 		}
 	}
 	if !wasDone && sess.e.HandshakeComplete() {
 		s.established(sess)
 	}
-	if sess.e.CanRecv() || len(sess.deframer.pending) > 0 {
-		if err := s.answer(ctx, sess); err != nil {
-			s.reply(sess)
-			s.remove(sess, err.Error())
-			return
-		}
-	}
-	if sess.e.PeerClosed() {
-		sess.e.Shutdown()
-		s.reply(sess)
-		s.remove(sess, "close_notify received")
+	if err := s.receive(sess); err != nil {
+		s.fail(sess, err)
 		return
 	}
-	if sess.deferred == 0 {
-		s.replyOrRemove(sess)
+	if sess.e.PeerClosed() {
+		// The last messages are answered, all of them (one frame's worth), before the
+		// close_notify that goes out with their replies.
+		if s.handleMessages(ctx, sess, len(sess.inbox)) {
+			sess.e.Shutdown()
+			s.reply(sess)
+			s.remove(sess, "close_notify received")
+		}
+		return
 	}
+	s.answer(ctx, sess)
 }
 
+// startsClientHello reports whether a payload can start a TLS session: a handshake record
+// (type 22, version 3.x) whose first message is a ClientHello (type 1), or an SSLv2-format
+// ClientHello (a 2-byte length with the top bit set, type 1, version 3.x), which OpenSSL
+// judges itself.
+func startsClientHello(p []byte) bool {
+	return len(p) >= 6 && p[0] == 22 && p[1] == 3 && p[5] == 1 ||
+		len(p) >= 4 && p[0]&0x80 != 0 && p[2] == 1 && p[3] == 3
+}
+
+// looksLikeRecord reports whether a payload starts with a TLS record header: a known content
+// type (20 to 24) and version 3.x.
+func looksLikeRecord(p []byte) bool {
+	return len(p) >= 5 && p[0] >= 20 && p[0] <= 24 && p[1] == 3
+}
+
+// unexpectedMessageAlert is the record a fresh OpenSSL server engine sends for a TLS record
+// that cannot start a handshake: a plaintext fatal unexpected_message alert.
+var unexpectedMessageAlert = []byte{21, 3, 3, 0, 2, 2, 10}
+
 func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, error) {
-	for s.table.len() >= s.opts.MaxSessions {
-		s.remove(s.table.oldest(), "the session table is full: least recently used")
-	}
+	s.makeHalfOpenRoom()
 	e, err := newEngine(s.ctx, RoleServer, "", "")
 	if err != nil {
 		return nil, err
@@ -357,13 +572,16 @@ func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, 
 	sess := &session{key: key, e: e, created: now, lastSeen: now,
 		peer: Peer{Identity: route[len(route)-1], Route: route}}
 	sess.peer.sess = sess
-	sess.deframer.max = s.opts.MaxMessageSize
+	sess.deframer = deframer{max: s.opts.MaxMessageSize, maxParts: s.opts.MaxParts, maxMsgs: s.opts.MaxMessagesPerFrame}
 	s.table.add(sess)
 	s.stats.sessions.Add(1)
 	return sess, nil
 }
 
 func (s *Server) established(sess *session) {
+	for s.table.len()-s.table.halfOpen() >= s.opts.MaxSessions {
+		s.remove(s.table.oldest(), fmt.Sprintf("the session table is full: least recently used (MaxSessions %d)", s.opts.MaxSessions))
+	}
 	s.table.established(sess)
 	s.stats.handshakesDone.Add(1)
 	st := sess.e.ConnectionState()
@@ -374,24 +592,64 @@ func (s *Server) established(sess *session) {
 	sess.peer.CipherSuite = st.CipherSuite
 }
 
-// answer passes the messages the session has received to the handler and writes the replies.
-func (s *Server) answer(ctx context.Context, sess *session) error {
-	var msgs [][][]byte
-	if sess.framed {
-		var err error
-		if msgs, err = sess.deframer.take(sess.e); err != nil {
+// receive moves the messages a frame completed into the session's inbox: at most
+// MaxMessagesPerFrame of them (the deframer counts), and the inbox is empty before, since a
+// session's frames wait while its messages do (see handle).
+func (s *Server) receive(sess *session) error {
+	switch {
+	case sess.framed:
+		if !sess.e.CanRecv() && len(sess.deframer.pending) == 0 {
+			return nil
+		}
+		msgs, err := sess.deframer.take(sess.e)
+		if err != nil {
 			return err
 		}
-	} else {
+		sess.inbox = append(sess.inbox, msgs...)
+	case sess.e.CanRecv():
 		plain, err := sess.e.Read()
 		if err != nil {
 			return err
 		}
-		msgs = [][][]byte{{plain}}
+		sess.inbox = append(sess.inbox, [][]byte{plain})
 	}
-	for _, msg := range msgs {
+	return nil
+}
+
+// answer passes up to handlerSlice of the session's waiting messages to the handler and
+// writes the replies; a session with more waiting takes its next turn after the others (see
+// runReady). Once nothing waits and no request is deferred, the replies go out in one frame.
+func (s *Server) answer(ctx context.Context, sess *session) {
+	if !s.handleMessages(ctx, sess, handlerSlice) {
+		return
+	}
+	if len(sess.inbox) > 0 {
+		sess.turn = true
+		s.ready = append(s.ready, sess)
+		return
+	}
+	sess.inbox = nil
+	if sess.deferred == 0 && sess.owed && s.replyOrRemove(sess) != nil {
+		return
+	}
+	if len(sess.frames) > 0 {
+		sess.turn = true // the frames that came meanwhile, one a turn
+		s.ready = append(s.ready, sess)
+	}
+}
+
+// handleMessages passes up to n of the session's waiting messages to the handler and writes
+// the replies into the session. It reports whether the session lives on.
+func (s *Server) handleMessages(ctx context.Context, sess *session, n int) bool {
+	n = min(len(sess.inbox), n)
+	for i := range n {
+		msg := sess.inbox[i]
+		sess.inbox[i] = nil
 		s.stats.messagesIn.Add(1)
 		reply, err := s.handler(ctx, &sess.peer, msg)
+		if sess.gone {
+			return false // the handler's Reply ended the session
+		}
 		if errors.Is(err, ErrDeferred) {
 			sess.deferred++
 			continue
@@ -401,10 +659,45 @@ func (s *Server) answer(ctx context.Context, sess *session) error {
 			continue
 		}
 		if err := s.write(sess, reply); err != nil {
-			return err
+			s.fail(sess, err)
+			return false
+		}
+		if err := s.checkHeld(sess); err != nil {
+			s.fail(sess, err)
+			return false
 		}
 	}
+	sess.inbox = sess.inbox[n:]
+	return true
+}
+
+// checkHeld bounds the replies a session holds back while a deferred request waits (they go
+// out with its answer, in one frame): MaxPendingOutput beyond the largest message.
+func (s *Server) checkHeld(sess *session) error {
+	if limit := s.opts.MaxPendingOutput + s.maxFrame; sess.deferred > 0 && sess.e.out.Len() > limit {
+		return overBudget("MaxPendingOutput", "more than %d bytes of replies held back behind a deferred request", limit)
+	}
 	return nil
+}
+
+// runReady gives each session with messages or frames still waiting its next turn.
+func (s *Server) runReady(ctx context.Context) {
+	ready := s.ready
+	s.ready = nil
+	for _, sess := range ready {
+		sess.turn = false
+		switch {
+		case sess.gone:
+		case len(sess.inbox) == 0 && len(sess.frames) > 0:
+			frame := sess.frames[0]
+			sess.frames[0] = nil
+			sess.frames = sess.frames[1:]
+			sess.held -= len(frame)
+			s.feed(ctx, sess, frame, false)
+		default:
+			s.answer(ctx, sess)
+		}
+	}
 }
 
 // write encrypts one reply into the session's output.
@@ -437,34 +730,135 @@ func (s *Server) write(sess *session, reply [][]byte) error {
 // is gone (closed, timed out, evicted).
 func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 	sess := peer.sess
-	if sess == nil || s.table.get(sess.key) != sess || sess.deferred == 0 {
+	if sess == nil || sess.gone || sess.deferred == 0 {
 		return fmt.Errorf("tlszmq: reply to %s: no deferred request of a live session", peer)
 	}
 	sess.deferred--
 	if err := s.write(sess, reply); err != nil {
-		s.reply(sess)
-		s.remove(sess, err.Error())
+		s.fail(sess, err)
 		return err
 	}
-	if sess.deferred == 0 {
+	if err := s.checkHeld(sess); err != nil {
+		s.fail(sess, err)
+		return err
+	}
+	if sess.deferred == 0 && len(sess.inbox) == 0 {
 		return s.replyOrRemove(sess)
 	}
 	return nil
 }
 
+// fail ends a session after an error: the TLS bytes it owes the peer (an alert) go out first,
+// and a peer that went past a budget gets close_notify.
+func (s *Server) fail(sess *session, err error) {
+	if errors.Is(err, ErrTooManyKeyUpdates) || errors.Is(err, ErrTooManyRecords) {
+		s.stats.budget.Add(1) // the engine's budgets; the alert is on its way
+	}
+	if errors.Is(err, errBudget) {
+		s.stats.budget.Add(1)
+		if sess.e.HandshakeComplete() && sess.e.Err() == nil {
+			sess.e.Shutdown()
+		}
+	}
+	s.reply(sess)
+	s.remove(sess, err.Error())
+}
+
 // reply sends one message to the session's peer: the whole envelope, the delimiter and what
 // the engine has for the network (possibly nothing, so that a lock-step peer gets its answer),
-// all in one call, so that no half-sent envelope is ever left behind.
+// all in one call, so that no half-sent envelope is ever left behind. What ZeroMQ cannot take
+// now (the peer does not read) waits in the session's backlog, in order, within
+// MaxPendingOutput.
 func (s *Server) reply(sess *session) error {
-	n, err := sess.e.sendData(func(out []byte) error { return s.send(sess.peer.Route, out) })
-	if n == 0 {
+	sess.owed = false
+	if len(sess.backlog) > 0 {
+		if sess.e.NeedsWrite() {
+			s.hold(sess, sess.e.AppendData(nil))
+		}
+		return s.flush(sess)
+	}
+	n, err := sess.e.sendData(func(out []byte) error {
+		err := s.send(sess.peer.Route, out)
+		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
+			s.hold(sess, bytes.Clone(out))
+			return nil
+		}
+		return err
+	})
+	if n == 0 && err == nil {
 		err = s.send(sess.peer.Route, nil) // a lock-step peer's answer, empty
+		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
+			s.hold(sess, []byte{})
+			err = nil
+		}
 	}
 	if err != nil {
 		return err
 	}
 	s.stats.bytesOut.Add(int64(n))
+	if sess.queued > s.opts.MaxPendingOutput {
+		return overBudget("MaxPendingOutput", "more than %d bytes of replies the peer does not read", s.opts.MaxPendingOutput)
+	}
 	return nil
+}
+
+// hold puts a reply ZeroMQ could not take into the session's backlog.
+func (s *Server) hold(sess *session, out []byte) {
+	if !sess.blocked {
+		sess.blocked = true
+		s.blocked = append(s.blocked, sess)
+	}
+	sess.backlog = append(sess.backlog, out)
+	sess.queued += heldCost(out)
+}
+
+// heldCost is what a reply held in a backlog counts towards MaxPendingOutput: its bytes, and
+// the envelope it goes out with, so that empty replies are not free.
+func heldCost(out []byte) int { return len(out) + 64 }
+
+// flush sends what the session's backlog holds, oldest first, as far as ZeroMQ takes it.
+func (s *Server) flush(sess *session) error {
+	for len(sess.backlog) > 0 {
+		out := sess.backlog[0]
+		err := s.send(sess.peer.Route, out)
+		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		s.stats.bytesOut.Add(int64(len(out)))
+		sess.backlog[0] = nil
+		sess.backlog = sess.backlog[1:]
+		sess.queued -= heldCost(out)
+	}
+	if len(sess.backlog) == 0 {
+		sess.backlog = nil
+	}
+	if sess.queued > s.opts.MaxPendingOutput {
+		return overBudget("MaxPendingOutput", "more than %d bytes of replies the peer does not read", s.opts.MaxPendingOutput)
+	}
+	return nil
+}
+
+// unblock retries the backlogs of the sessions whose peers were slow to read.
+func (s *Server) unblock() {
+	blocked := s.blocked
+	s.blocked = nil
+	for _, sess := range blocked {
+		if sess.gone {
+			continue
+		}
+		if err := s.flush(sess); err != nil {
+			s.unsendable(sess, err)
+			continue
+		}
+		if len(sess.backlog) > 0 {
+			s.blocked = append(s.blocked, sess)
+		} else {
+			sess.blocked = false
+		}
+	}
 }
 
 // replyOrRemove replies, and removes the session if the reply could not be sent: a TLS
@@ -473,13 +867,20 @@ func (s *Server) reply(sess *session) error {
 func (s *Server) replyOrRemove(sess *session) error {
 	err := s.reply(sess)
 	if err != nil {
-		reason := "the reply could not be sent: " + err.Error()
-		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
-			reason = fmt.Sprintf("the reply could not be sent: %d messages wait for the peer already (it does not read its replies)", sendQueueDepth)
-		}
-		s.remove(sess, reason)
+		s.unsendable(sess, err)
 	}
 	return err
+}
+
+// unsendable ends a session whose replies could not be sent or went past MaxPendingOutput.
+func (s *Server) unsendable(sess *session, err error) {
+	reason := "the reply could not be sent: " + err.Error()
+	if errors.Is(err, errBudget) {
+		s.stats.budget.Add(1)
+		reason = err.Error()
+	}
+	sess.backlog, sess.queued = nil, 0 // the peer does not read: nothing more goes its way
+	s.remove(sess, reason)
 }
 
 // send sends route, the delimiter and payload as one message without waiting. Only the first
@@ -498,13 +899,21 @@ func (s *Server) send(route [][]byte, payload []byte) error {
 	return err
 }
 
-// remove drops a session, logging why.
+// remove drops a session, logging why. A peer that takes end-of-session notices (package
+// internal/notice) learns it after the session's last TLS bytes.
 func (s *Server) remove(sess *session, reason string) {
 	s.table.remove(sess)
+	sess.gone = true
 	sess.e.Close()
 	s.stats.sessions.Add(-1)
 	s.stats.removed.Add(1)
 	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
+	if notice.Capable(sess.peer.Route) {
+		if s.flush(sess); len(sess.backlog) == 0 {
+			s.send(sess.peer.Route, notice.Payload(reason))
+		}
+	}
+	sess.backlog, sess.queued, sess.inbox, sess.frames = nil, 0, nil, nil
 }
 
 // releaseAfter is how long a session stays quiet before the server lets its buffers go
@@ -521,18 +930,29 @@ func (s *Server) expire(now time.Time) {
 		s.stats.handshakesFailed.Add(1)
 		s.remove(sess, fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout))
 	}
+	for h := s.hellos.oldest(); h != nil && now.Sub(h.since) > s.opts.HandshakeTimeout; h = s.hellos.oldest() {
+		s.stats.handshakesFailed.Add(1)
+		s.dropHello(h, fmt.Sprintf("ClientHello not complete within %v", s.opts.HandshakeTimeout))
+	}
 	for sess := s.table.oldest(); sess != nil && now.Sub(sess.lastSeen) > s.opts.IdleTimeout; sess = s.table.oldest() {
 		s.remove(sess, fmt.Sprintf("idle for %v", s.opts.IdleTimeout))
 	}
 }
 
-// shutdown sends close_notify to every established session and closes the socket.
+// shutdown sends close_notify to every established session, ends the half-open ones and
+// closes the socket.
 func (s *Server) shutdown() error {
 	for sess := s.table.oldest(); sess != nil; sess = s.table.oldest() {
 		if sess.e.HandshakeComplete() && sess.e.Err() == nil && sess.e.Shutdown() == nil {
 			s.reply(sess)
 		}
 		s.remove(sess, "the server is stopping")
+	}
+	for sess := s.table.oldestHandshake(); sess != nil; sess = s.table.oldestHandshake() {
+		s.remove(sess, "the server is stopping")
+	}
+	for h := s.hellos.oldest(); h != nil; h = s.hellos.oldest() {
+		s.dropHello(h, "the server is stopping")
 	}
 	return s.sock.Close()
 }

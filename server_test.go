@@ -438,7 +438,7 @@ func clientHello(t testing.TB) []byte {
 func TestSessionHygiene(t *testing.T) {
 	const max = 500
 	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo,
-		&ServerOptions{MaxSessions: max, HandshakeTimeout: 300 * time.Millisecond})
+		&ServerOptions{MaxSessions: max, MaxHalfOpen: max, HandshakeTimeout: 300 * time.Millisecond})
 	raw, err := zmq.NewSocket(zmq.DEALER)
 	if err != nil {
 		t.Fatal(err)
@@ -616,5 +616,39 @@ func TestCloseWithoutServe(t *testing.T) {
 	}
 	if err := srv.Serve(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Serve after Close: %v", err)
+	}
+}
+
+// A client whose session the server has forgotten (here: idle) gets the alert a fresh engine
+// would send for its next record, without the server making a session for it, so that a
+// client with Reconnect starts over by itself, over REQ and DEALER alike.
+func TestForgottenSessionGetsAnAlert(t *testing.T) {
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo, &ServerOptions{IdleTimeout: 200 * time.Millisecond})
+	for _, p := range []Pattern{REQ, DEALER} {
+		t.Run(p.String(), func(t *testing.T) {
+			c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: p, Reconnect: true, Timeout: 5 * time.Second})
+			defer c.Close()
+			ctx := ctxTimeout(t, 20*time.Second)
+			if _, err := c.Request(ctx, []byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			waitForWithin(t, 5*time.Second, func() bool { return srv.Stats().Sessions == 0 }, "the session to go idle")
+			start := time.Now()
+			_, err := c.Request(ctx, []byte("b"))
+			t.Logf("the first request after the server forgot the session: %v (after %v)", err, time.Since(start))
+			// TLS 1.2 reads the plaintext alert; TLS 1.3 refuses a plaintext record after the
+			// handshake and says so with an alert of its own: either way, a TLS error at once.
+			var alert *AlertError
+			if err == nil || !errors.As(err, &alert) {
+				t.Fatalf("first request: %v, want a TLS alert", err)
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("the client learned it after %v: it waited for a timeout", time.Since(start))
+			}
+			got, err := c.Request(ctx, []byte("c"))
+			if err != nil || string(got[0]) != "c" {
+				t.Fatalf("the request after that: %q %v, want a new session", got, err)
+			}
+		})
 	}
 }

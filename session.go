@@ -39,19 +39,30 @@ type session struct {
 	e        *Engine
 	framed   bool
 	deframer deframer
-	deferred int // requests whose Handler returned ErrDeferred, not yet answered
+	deferred int        // requests whose Handler returned ErrDeferred, not yet answered
+	inbox    [][][]byte // messages received, waiting for the handler (see Server.answer)
+	frames   [][]byte   // frames received while messages wait, not yet decrypted
+	held     int        // their bytes, within MaxMessageSize
+	owed     bool       // a frame came in since the last reply went out
+	backlog  [][]byte   // replies ZeroMQ could not take yet, oldest first
+	queued   int        // their bytes, bounded by MaxPendingOutput
+	turn     bool       // waiting in Server.ready for its turn with the handler
+	blocked  bool       // listed in Server.blocked
+	gone     bool       // removed from the table
 	created  time.Time
 	lastSeen time.Time
-	lru      *list.Element // in sessionTable.lru, most recent at the front
+	lru      *list.Element // in sessionTable.lru once established, most recent at the front
 	pending  *list.Element // in sessionTable.handshaking while the handshake runs
 	busy     *list.Element // in sessionTable.busy while it has been used since its last trim
 }
 
-// sessionTable holds a server's sessions, bounded, with the least recently used first out.
+// sessionTable holds a server's sessions: the established ones, least recently used first
+// out, and the half-open ones (handshake running), oldest first out, each kind within its own
+// budget, so that a flood of half-open sessions never pushes out an established one.
 type sessionTable struct {
 	byKey       map[string]*session
-	lru         *list.List // *session, most recently used at the front
-	handshaking *list.List // *session, oldest first
+	lru         *list.List // established *session, most recently used at the front
+	handshaking *list.List // half-open *session, oldest first
 	busy        *list.List // *session used since its buffers were last released, most recent at the front
 }
 
@@ -61,19 +72,23 @@ func newSessionTable() *sessionTable {
 
 func (t *sessionTable) len() int { return len(t.byKey) }
 
+// halfOpen is the number of sessions whose handshake runs; the rest are established.
+func (t *sessionTable) halfOpen() int { return t.handshaking.Len() }
+
 func (t *sessionTable) get(key string) *session { return t.byKey[key] }
 
-// add inserts s; the caller has made room.
+// add inserts a new, half-open s; the caller has made room.
 func (t *sessionTable) add(s *session) {
 	t.byKey[s.key] = s
-	s.lru = t.lru.PushFront(s)
 	s.pending = t.handshaking.PushBack(s)
 }
 
 // touch marks s as just used.
 func (t *sessionTable) touch(s *session, now time.Time) {
 	s.lastSeen = now
-	t.lru.MoveToFront(s.lru)
+	if s.lru != nil {
+		t.lru.MoveToFront(s.lru)
+	}
 	if s.busy == nil {
 		s.busy = t.busy.PushFront(s)
 	} else {
@@ -94,26 +109,35 @@ func (t *sessionTable) quiet(since time.Time) *session {
 	return s
 }
 
-// established takes s off the handshaking list.
+// established moves s from the half-open sessions to the established ones.
 func (t *sessionTable) established(s *session) {
 	if s.pending != nil {
 		t.handshaking.Remove(s.pending)
 		s.pending = nil
+	}
+	if s.lru == nil {
+		s.lru = t.lru.PushFront(s)
 	}
 }
 
 // remove takes s out of the table; the caller frees its engine.
 func (t *sessionTable) remove(s *session) {
 	delete(t.byKey, s.key)
-	t.lru.Remove(s.lru)
-	t.established(s)
+	if s.pending != nil {
+		t.handshaking.Remove(s.pending)
+		s.pending = nil
+	}
+	if s.lru != nil {
+		t.lru.Remove(s.lru)
+		s.lru = nil
+	}
 	if s.busy != nil {
 		t.busy.Remove(s.busy)
 		s.busy = nil
 	}
 }
 
-// oldest returns the least recently used session, or nil.
+// oldest returns the least recently used established session, or nil.
 func (t *sessionTable) oldest() *session {
 	if e := t.lru.Back(); e != nil {
 		return e.Value.(*session)
@@ -121,7 +145,7 @@ func (t *sessionTable) oldest() *session {
 	return nil
 }
 
-// oldestHandshake returns the session whose handshake started first, or nil.
+// oldestHandshake returns the half-open session whose handshake started first, or nil.
 func (t *sessionTable) oldestHandshake() *session {
 	if e := t.handshaking.Front(); e != nil {
 		return e.Value.(*session)

@@ -32,11 +32,30 @@ struct tz_ctx {
 	OSSL_LIB_CTX *libctx;     /* NULL: the default library context; else a shared FIPS one */
 	int server;
 	int fips_on;
+	int max_key_updates;      /* copied into every connection (see tz_conn) */
+	long long max_records;
 };
 
+/* The session id context of a server whose caller gave none (the C test drivers); tlszmq's
+ * servers are given one derived from their verification policy (see context.go). */
 static const unsigned char tz_session_id_context[] = "tlszmq";
 
 /* ---- error capture ---------------------------------------------------------------------- */
+
+/* The text of a system error number, in buf or static storage. glibc has two strerror_r: the
+ * GNU one (with _GNU_SOURCE) returns the text, which may not be in buf; the XSI one returns 0
+ * and fills buf. strerror itself is not thread-safe. */
+static const char *tz_strerror(int errnum, char *buf, size_t len)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+	const char *s = strerror_r(errnum, buf, len);
+	return s != NULL ? s : "unknown system error";
+#else
+	if (strerror_r(errnum, buf, len) != 0)
+		snprintf(buf, len, "system error %d", errnum);
+	return buf;
+#endif
+}
 
 static void tz_append(tz_err *e, size_t *off, const char *s)
 {
@@ -61,12 +80,13 @@ static void tz_capture(tz_err *e, const char *where)
 	e->text[0] = '\0';
 	e->reason = 0;
 	e->lib = 0;
+	e->cause = 0;
 	while ((code = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
-		char item[512], rbuf[32];
+		char item[512], rbuf[128];
 		const char *lib, *reason;
 		if (ERR_SYSTEM_ERROR(code)) {
 			lib = "system library";
-			reason = strerror(ERR_GET_REASON(code));
+			reason = tz_strerror(ERR_GET_REASON(code), rbuf, sizeof rbuf);
 		} else {
 			lib = ERR_lib_error_string(code);
 			reason = ERR_reason_error_string(code);
@@ -248,9 +268,20 @@ static int tz_fips_setup(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
 	return 1;
 }
 
+/* BIO_new_mem_buf takes an int: longer input is refused, never cut short or wrapped. */
+static BIO *tz_mem_buf(const unsigned char *p, size_t len, const char *what)
+{
+	if (len > INT_MAX) {
+		ERR_raise_data(ERR_LIB_SSL, ERR_R_PASSED_INVALID_ARGUMENT,
+		               "%s is %zu bytes long, more than INT_MAX (%d)", what, len, INT_MAX);
+		return NULL;
+	}
+	return BIO_new_mem_buf(p, (int)len);
+}
+
 static int tz_use_cert_pem(tz_ctx *t, const unsigned char *pem, size_t len)
 {
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	BIO *b = tz_mem_buf(pem, len, "the certificate PEM");
 	X509 *x = NULL;
 	int ok = 0;
 
@@ -290,7 +321,7 @@ done:
 
 static int tz_use_key_pem(tz_ctx *t, const unsigned char *pem, size_t len)
 {
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	BIO *b = tz_mem_buf(pem, len, "the private key PEM");
 	EVP_PKEY *k;
 	int ok;
 
@@ -305,7 +336,7 @@ static int tz_use_key_pem(tz_ctx *t, const unsigned char *pem, size_t len)
 
 static int tz_add_ca_pem(tz_ctx *t, const unsigned char *pem, size_t len)
 {
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	BIO *b = tz_mem_buf(pem, len, "the CA PEM");
 	STACK_OF(X509_INFO) *infos;
 	X509_STORE *store = SSL_CTX_get_cert_store(t->ssl_ctx);
 	int i, n = 0, ok = 1;
@@ -349,6 +380,29 @@ static void tz_info_cb(const SSL *ssl, int where, int ret)
 	}
 }
 
+/* Counts what the peer's input costs a pump, as OpenSSL reads it: every record header and every
+ * KeyUpdate message. It only counts (a message callback cannot stop OpenSSL); tz_pump looks at
+ * the counts after each SSL_read. It stores into the connection's C memory and calls nothing. */
+static void tz_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                      SSL *ssl, void *arg)
+{
+	tz_conn *c;
+	(void)version;
+	(void)arg;
+	if (write_p || (c = SSL_get_app_data(ssl)) == NULL)
+		return;
+	if (content_type == SSL3_RT_HEADER) {
+		c->pump_records++;
+		c->read_events++;
+	} else if (content_type == SSL3_RT_HANDSHAKE) {
+		c->read_events++;
+		if (len > 0 && ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE) {
+			c->pump_key_updates++;
+			c->key_updates++;
+		}
+	}
+}
+
 static int tz_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg)
 {
@@ -368,7 +422,9 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 {
 	tz_ctx *t;
 	SSL_CTX *ctx;
-	long opts = SSL_OP_NO_RENEGOTIATION;
+	/* Compression is off in OpenSSL 3 builds without zlib; the option says so whatever the
+	 * build (CRIME). */
+	uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
 
 	memset(err, 0, sizeof *err);
 	ERR_clear_error();
@@ -378,6 +434,8 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		return NULL;
 	}
 	t->server = cfg->server;
+	t->max_key_updates = cfg->max_key_updates;
+	t->max_records = cfg->max_records;
 	if (cfg->fips && !tz_fips_setup(t, cfg, err))
 		goto fail;
 	t->ssl_ctx = SSL_CTX_new_ex(t->libctx, NULL, cfg->server ? TLS_server_method() : TLS_client_method());
@@ -402,10 +460,21 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 	if (cfg->server && !cfg->no_tickets)
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (cfg->server && cfg->ticket_key != NULL)
-		TZ_CHECK(SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)cfg->ticket_key, (long)cfg->ticket_key_len),
-		         "setting the session ticket key");
+		TZ_CHECK(cfg->ticket_key_len == 80 &&
+		         SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)cfg->ticket_key, (long)cfg->ticket_key_len),
+		         "setting the session ticket key (80 bytes)");
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/* Without AUTO_RETRY, SSL_read returns after each post-handshake message (a KeyUpdate, a
+	 * NewSessionTicket) instead of going on to the next record by itself, so that tz_pump sees
+	 * the counts of tz_msg_cb after each one: OpenSSL 3.0 has no bound of its own, and reads
+	 * 100,000 KeyUpdates in one SSL_read (about 1 s of CPU). */
+	SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
 	SSL_CTX_set_info_callback(ctx, tz_info_cb);
+	SSL_CTX_set_msg_callback(ctx, tz_msg_cb);
+	/* Finite-field DHE for the DHE-RSA suites of the default list, with parameters matched to
+	 * the certificate's strength, as `openssl s_server` does. */
+	if (cfg->server)
+		TZ_CHECK(SSL_CTX_set_dh_auto(ctx, 1), "enabling finite-field Diffie-Hellman");
 
 	if (cfg->cipher_list != NULL)
 		TZ_CHECK(SSL_CTX_set_cipher_list(ctx, cfg->cipher_list), "setting the TLS 1.2 cipher list");
@@ -436,8 +505,15 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		if (cfg->verify >= 2)
 			mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		SSL_CTX_set_verify(ctx, mode, NULL);
-		TZ_CHECK(SSL_CTX_set_session_id_context(ctx, tz_session_id_context, sizeof tz_session_id_context - 1),
-		         "setting the session id context");
+		/* Sessions (tickets included) resume only under the same context: a server that
+		 * verifies clients differently never resumes another's sessions. */
+		if (cfg->sid_ctx != NULL)
+			TZ_CHECK(cfg->sid_ctx_len <= SSL_MAX_SID_CTX_LENGTH &&
+			         SSL_CTX_set_session_id_context(ctx, cfg->sid_ctx, (unsigned int)cfg->sid_ctx_len),
+			         "setting the session id context (at most 32 bytes)");
+		else
+			TZ_CHECK(SSL_CTX_set_session_id_context(ctx, tz_session_id_context, sizeof tz_session_id_context - 1),
+			         "setting the session id context");
 		SSL_CTX_set_alpn_select_cb(ctx, tz_alpn_select, NULL);
 	} else if (cfg->verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -458,6 +534,11 @@ void tz_ctx_free(tz_ctx *t)
 		return;
 	SSL_CTX_free(t->ssl_ctx);  /* the FIPS library context is shared and stays */
 	free(t);
+}
+
+uint64_t tz_ctx_options(const tz_ctx *t)
+{
+	return SSL_CTX_get_options(t->ssl_ctx);
 }
 
 int tz_ctx_fips(const tz_ctx *t)
@@ -487,6 +568,8 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 		return NULL;
 	}
 	c->alert_sent = c->alert_recv = -1;
+	c->max_key_updates = t->max_key_updates;
+	c->max_records = t->max_records;
 	ssl = SSL_new(t->ssl_ctx);
 	rbio = BIO_new(BIO_s_mem());
 	wbio = BIO_new(BIO_s_mem());
@@ -523,8 +606,11 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 			} else {
 				ERR_clear_error();
 				ok = SSL_set_tlsext_host_name(ssl, server_name);
-				if (ok && verify_name)
+				if (ok && verify_name) {
+					/* "f*.example.com" matches nothing: a wildcard is a whole label. */
+					SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 					ok = SSL_set1_host(ssl, server_name);
+				}
 			}
 			if (!ok) {
 				tz_capture(err, "setting the server name");
@@ -535,7 +621,11 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 		if (alpn != NULL && *alpn) {
 			unsigned char wire[256];
 			size_t n = strlen(alpn);
-			if (n > 255) n = 255;
+			if (n > 255) {
+				tz_fail_text(err, "setting the ALPN protocol", "an ALPN protocol name is at most 255 bytes");
+				tz_conn_free(c);
+				return NULL;
+			}
 			wire[0] = (unsigned char)n;
 			memcpy(wire + 1, alpn, n);
 			/* SSL_set_alpn_protos returns 0 on success */
@@ -550,7 +640,7 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 }
 
 /* The error of a connection that could not even allocate the room for its error. */
-static tz_err tz_err_nomem = {0, 0, 0, NULL, "recording an error", "out of memory"};
+static tz_err tz_err_nomem = {0, 0, 0, NULL, "recording an error", "out of memory", 0};
 
 void tz_conn_free(tz_conn *c)
 {
@@ -666,6 +756,102 @@ static size_t tz_drain(tz_conn *c, unsigned char *out, size_t out_cap)
 	return pending;
 }
 
+/* A server's handshake starts once the first record is whole. OpenSSL sets up about 64 KiB of
+ * buffers when it starts (the record buffers, the handshake message buffer, the buffering BIO
+ * of the handshake's output), so a peer that sent the first bytes of a ClientHello and stopped
+ * would hold that much of the server's memory; waiting, it holds the SSL object and a few
+ * bytes. Whatever is plainly not the start of a handshake record goes to OpenSSL at once, which
+ * refuses it with its own error and alert. 1 when OpenSSL should run. */
+static int tz_first_record_whole(tz_conn *c)
+{
+	char *p = NULL;
+	long n;
+	size_t len;
+
+	if (c->in_eof)
+		return 1;
+	n = BIO_get_mem_data(c->rbio, &p);
+	if (n <= 0 || p == NULL)
+		return 0;
+	if ((unsigned char)p[0] != SSL3_RT_HANDSHAKE)
+		return 1;
+	if (n < SSL3_RT_HEADER_LENGTH)
+		return 0;
+	len = ((size_t)(unsigned char)p[3] << 8) | (unsigned char)p[4];
+	if (len > SSL3_RT_MAX_PLAIN_LENGTH)
+		return 1;
+	return (size_t)n >= SSL3_RT_HEADER_LENGTH + len;
+}
+
+/* Fails the connection for a limit the peer went past (TZ_CAUSE_*), with text saying which.
+ * OpenSSL has no call that sends an arbitrary alert; over TLS 1.3 the shim makes OpenSSL send
+ * unexpected_message itself: the rest of the peer's input is dropped and a plaintext
+ * change_cipher_spec record put in its place, which RFC 8446 (section 5) forbids after the
+ * handshake and OpenSSL answers with that alert, encrypted under the current keys. That only
+ * works at a record boundary (nothing of the peer's left inside OpenSSL). Over TLS 1.2 such a
+ * record would be taken as encrypted and answered with bad_record_mac, which would be a lie:
+ * there, and inside a record, the session fails without an alert. */
+static void tz_fail_limit(tz_conn *c, int cause, const char *text)
+{
+	SSL *ssl = c->ssl;
+	tz_err *err;
+
+	(void)BIO_reset(c->rbio);
+	if (SSL_version(ssl) == TLS1_3_VERSION && !SSL_has_pending(ssl)) {
+		static const unsigned char ccs[] = {SSL3_RT_CHANGE_CIPHER_SPEC, 0x03, 0x03, 0x00, 0x01, 0x01};
+		unsigned char b;
+		size_t got = 0;
+		if (BIO_write(c->rbio, ccs, (int)sizeof ccs) == (int)sizeof ccs)
+			(void)SSL_read_ex(ssl, &b, 1, &got); /* fails, and queues the alert */
+		(void)BIO_reset(c->rbio);
+	}
+	ERR_clear_error();
+	tz_fail(c, "reading application data", 0);
+	if ((err = c->err) != &tz_err_nomem) {
+		snprintf(err->text, sizeof err->text, "%s", text);
+		err->reason = err->lib = 0;
+		err->cause = cause;
+	}
+}
+
+/* The application data a session must receive to earn one more KeyUpdate beyond
+ * max_key_updates. */
+#define TZ_KEY_UPDATE_EARNED (64 * 1024)
+
+/* Fails c and returns 1 when the current pump has gone past one of its bounds. */
+static int tz_over_limits(tz_conn *c)
+{
+	char text[256];
+	long long budget;
+
+	if (c->max_key_updates > 0 && c->pump_key_updates > c->max_key_updates) {
+		snprintf(text, sizeof text, "%d KeyUpdate messages in one frame, more than the %d allowed "
+		         "(Config.MaxKeyUpdates)", c->pump_key_updates, c->max_key_updates);
+		tz_fail_limit(c, TZ_CAUSE_KEY_UPDATES, text);
+		return 1;
+	}
+	/* Over the session, the same number, and one more per TZ_KEY_UPDATE_EARNED bytes of
+	 * application data received: a peer that rekeys now and then never meets the bound, one
+	 * that sends a few KeyUpdates in every frame does. */
+	budget = c->max_key_updates + c->app_in / TZ_KEY_UPDATE_EARNED;
+	if (c->max_key_updates > 0 && c->key_updates > budget) {
+		snprintf(text, sizeof text, "%lld KeyUpdate messages in the session, more than the %lld "
+		         "allowed (Config.MaxKeyUpdates, plus one per %d bytes of application data "
+		         "received)", c->key_updates, budget, TZ_KEY_UPDATE_EARNED);
+		tz_fail_limit(c, TZ_CAUSE_KEY_UPDATES, text);
+		return 1;
+	}
+	budget = c->max_records + c->pump_in_bytes / TZ_FULL_RECORD;
+	if (c->max_records > 0 && c->pump_records > budget) {
+		snprintf(text, sizeof text, "%lld records in one frame of %lld bytes, more than the %lld "
+		         "allowed (Config.MaxRecordsPerPump, plus one per %d bytes of the frame)",
+		         c->pump_records, c->pump_in_bytes, budget, TZ_FULL_RECORD);
+		tz_fail_limit(c, TZ_CAUSE_RECORDS, text);
+		return 1;
+	}
+	return 0;
+}
+
 /* in and plain may be the same memory (a frame decrypted where it lies): input is fed before
  * the plaintext it yields is written, and plaintext is never longer than the records it came
  * from, so the plaintext written never reaches input not yet fed. */
@@ -677,12 +863,22 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 
 	c->app_written = c->out_len = c->plain_len = 0;
 	c->state &= ~(TZ_PLAIN_MORE | TZ_OUT_MORE | TZ_IN_PENDING);
+	/* A pump with new input (a frame) starts new counts; one without (the caller coming back
+	 * for more room, a write) goes on with those of the input it is still working through. */
+	if (in_len > 0) {
+		c->pump_key_updates = 0;
+		c->pump_records = 0;
+		c->pump_in_bytes = in_len > (size_t)LLONG_MAX ? LLONG_MAX : (long long)in_len;
+	}
 	if (!(c->state & TZ_FATAL)) {
 		ERR_clear_error();
 		tz_feed(c, &in, &in_len, (c->state & TZ_HANDSHAKE_DONE) ? TZ_CHUNK : (size_t)-1, flags);
 	}
-	if (!(c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE))) {
-		int r = SSL_do_handshake(ssl);
+	if (!(c->state & (TZ_FATAL | TZ_HANDSHAKE_DONE)) &&
+	    (c->started || !SSL_is_server(ssl) || tz_first_record_whole(c))) {
+		int r;
+		c->started = 1;
+		r = SSL_do_handshake(ssl);
 		if (r == 1)
 			tz_handshake_done(c);
 		else
@@ -709,20 +905,38 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 	    (SSL_has_pending(ssl) || BIO_ctrl_pending(c->rbio) > 0 || in_len > 0 || (flags & TZ_IN_EOF))) {
 		while (c->plain_len < plain_cap) {
 			size_t got = 0;
-			int e;
+			unsigned long events;
+			int e = 0, ok;
 			if (in_len > 0 && BIO_ctrl_pending(c->rbio) < TZ_CHUNK / 2 &&
 			    !tz_feed(c, &in, &in_len, TZ_CHUNK, flags))
 				break;
-			if (SSL_read_ex(ssl, plain + c->plain_len, plain_cap - c->plain_len, &got)) {
+			events = c->read_events;
+			ok = SSL_read_ex(ssl, plain + c->plain_len, plain_cap - c->plain_len, &got);
+			if (ok) {
 				c->plain_len += got;
+				c->app_in += (long long)got;
+			} else
+				e = SSL_get_error(ssl, 0);
+			/* After a read that OpenSSL took (or waits to finish), the peer's costs so far;
+			 * a read OpenSSL failed keeps OpenSSL's error. */
+			if ((ok || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) && tz_over_limits(c)) {
+				in_len = 0; /* the rest of the frame is dropped unread */
+				break;
+			}
+			if (ok) {
 				if (!SSL_has_pending(ssl) && BIO_ctrl_pending(c->rbio) == 0 && in_len == 0 &&
 				    !(flags & TZ_IN_EOF))
 					break;
 				continue;
 			}
-			e = SSL_get_error(ssl, 0);
 			if (e == SSL_ERROR_WANT_READ && in_len > 0)
 				continue; /* the next chunk goes in at the top */
+			/* A post-handshake message was read (SSL_read returns after each one: no
+			 * AUTO_RETRY) and more input waits: go on. Without progress, what waits is an
+			 * incomplete record, for the next pump. */
+			if (e == SSL_ERROR_WANT_READ && c->read_events != events &&
+			    (SSL_has_pending(ssl) || BIO_ctrl_pending(c->rbio) > 0))
+				continue;
 			if (e == SSL_ERROR_ZERO_RETURN)
 				c->state |= TZ_PEER_CLOSED;
 			else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
@@ -848,7 +1062,7 @@ int tz_session_der(tz_conn *c, unsigned char *buf, int cap)
 	return n < 0 ? 0 : n;
 }
 
-int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err)
+int tz_session_set(tz_conn *c, const unsigned char *der, size_t len, tz_err *err)
 {
 	const unsigned char *p = der;
 	SSL_SESSION *s;
@@ -856,10 +1070,53 @@ int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err)
 
 	memset(err, 0, sizeof *err);
 	ERR_clear_error();
-	s = d2i_SSL_SESSION(NULL, &p, len);
+	if (len > INT_MAX) {
+		snprintf(err->where, sizeof err->where, "setting the session");
+		snprintf(err->text, sizeof err->text, "the session is %zu bytes long, more than INT_MAX (%d)", len, INT_MAX);
+		return 0;
+	}
+	s = d2i_SSL_SESSION(NULL, &p, (long)len);
 	ok = s != NULL && SSL_set_session(c->ssl, s);
 	if (!ok)
 		tz_capture(err, "setting the session");
 	SSL_SESSION_free(s);
 	return ok;
+}
+
+/* ---- test hooks ------------------------------------------------------------------------- */
+
+int tz_test_flood(tz_conn *c, int n, int key_update, size_t app_len, unsigned char *out,
+                  size_t out_cap)
+{
+	static const unsigned char data[64] = {0};
+	SSL *ssl = c->ssl;
+	int i;
+
+	c->out_len = 0;
+	ERR_clear_error();
+	if (app_len > sizeof data || !(c->state & TZ_HANDSHAKE_DONE) || (c->state & TZ_FATAL)) {
+		tz_fail(c, "flooding (test)", 0);
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		size_t w;
+		if (key_update) {
+			int type = key_update == 2 ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED;
+			if (!SSL_key_update(ssl, type) || SSL_do_handshake(ssl) != 1) {
+				tz_fail(c, "sending a KeyUpdate (test)", 0);
+				return 0;
+			}
+		}
+		if (app_len > 0 && !SSL_write_ex(ssl, data, app_len, &w)) {
+			tz_fail(c, "writing application data (test)", 0);
+			return 0;
+		}
+		if (tz_drain(c, out, out_cap) > 0) {
+			tz_fail(c, "flooding (test)", 0);
+			if (c->err != &tz_err_nomem)
+				snprintf(c->err->text, sizeof c->err->text, "out of room");
+			return 0;
+		}
+	}
+	return 1;
 }

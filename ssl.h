@@ -28,7 +28,16 @@ typedef struct tz_err {
 	const char *verify_text;  /* X509_verify_cert_error_string(verify_result), static */
 	char where[128];          /* the step that failed, e.g. "loading the certificate file" */
 	char text[TZ_ERR_TEXT];   /* OpenSSL's reasons, oldest first, one a line */
+	int cause;                /* TZ_CAUSE_* when the shim itself failed the connection, else 0 */
 } tz_err;
+
+/* Why the shim failed a connection that OpenSSL had no complaint about (tz_err.cause). */
+#define TZ_CAUSE_KEY_UPDATES 1  /* more KeyUpdate messages than max_key_updates allows */
+#define TZ_CAUSE_RECORDS     2  /* more records in one pump than max_records allows */
+
+/* The plaintext a full record carries: the records-per-pump budget grows by one for each
+ * TZ_FULL_RECORD bytes of a pump's input, so that frames of full records never reach it. */
+#define TZ_FULL_RECORD 16384
 
 /* Everything a context is made of, in one call. Strings may be NULL; PEM blocks have lengths. */
 typedef struct tz_ctx_cfg {
@@ -38,6 +47,12 @@ typedef struct tz_ctx_cfg {
 	int verify;               /* client: 0 none, 1 verify the server; server: 0 none,
 	                             1 request a certificate, 2 require one */
 	int security_level;       /* -1 keeps OpenSSL's configured level */
+	int max_key_updates;      /* KeyUpdate messages one pump may process, 0 or less: no bound */
+	long long max_records;    /* records one pump may process beyond one per TZ_FULL_RECORD
+	                             bytes of its input, 0 or less: no bound */
+	const unsigned char *sid_ctx; size_t sid_ctx_len; /* servers: the session id context (at
+	                             most 32 bytes), derived from the verification policy; NULL:
+	                             a fixed one */
 	int no_tickets;           /* 1 disables session tickets */
 	const char *cipher_list;  /* TLS 1.2 and below, OpenSSL cipher-list syntax */
 	const char *ciphersuites; /* TLS 1.3 */
@@ -99,6 +114,17 @@ typedef struct tz_conn {
 	const char *verify_text;
 	char alpn[32];            /* the negotiated ALPN protocol, "" for none */
 	tz_err *err;              /* the fatal error once there is one (TZ_FATAL), else NULL */
+	/* What the peer's input cost the current pump, counted by a message callback in C as
+	 * OpenSSL reads it; reset by a pump that brings new input (see tz_pump). */
+	int max_key_updates;      /* the bounds, from the context */
+	long long max_records;
+	int pump_key_updates;     /* KeyUpdate messages read */
+	long long pump_records;   /* record headers read */
+	long long pump_in_bytes;  /* input bytes the pump was given */
+	unsigned long read_events;/* records and handshake messages read, ever: progress */
+	long long key_updates;    /* KeyUpdate messages read in the whole session */
+	long long app_in;         /* application data bytes read in the whole session */
+	int started;              /* SSL_do_handshake has run at least once */
 } tz_conn;
 
 /* Bytes the C heap has in use (glibc's mallinfo2: arenas and mmapped blocks), -1 where the C
@@ -142,6 +168,16 @@ int tz_peer_cert_der(tz_conn *c, int index, unsigned char *buf, int cap);
 /* Sessions for resumption: DER of the current session (length, or 0 if none; buf NULL asks
  * the length) and setting one before the handshake (1 on success, 0 with err filled). */
 int tz_session_der(tz_conn *c, unsigned char *buf, int cap);
-int tz_session_set(tz_conn *c, const unsigned char *der, int len, tz_err *err);
+int tz_session_set(tz_conn *c, const unsigned char *der, size_t len, tz_err *err);
+
+/* The options of a context's SSL_CTX (SSL_CTX_get_options), for the tests. */
+uint64_t tz_ctx_options(const tz_ctx *ctx);
+
+/* For the tests only: makes an established connection send n times a KeyUpdate (when
+ * key_update is 1: update_not_requested, 2: update_requested) followed by app_len bytes of
+ * application data in a record of their own (none when app_len is 0), the way a hostile peer
+ * floods; the records go into out (c->out_len bytes). 1 on success, 0 with c->err set. */
+int tz_test_flood(tz_conn *c, int n, int key_update, size_t app_len, unsigned char *out,
+                  size_t out_cap);
 
 #endif

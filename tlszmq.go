@@ -59,7 +59,9 @@ const (
 )
 
 // NewClientEngine makes a client engine from a client Context (the C++ TLSZmq client
-// constructor). It sends its ClientHello on the first Update, Write or PutData.
+// constructor). It sends its ClientHello on the first Update, Write or PutData. A Context
+// that verifies the server needs Config.ServerName to check the server's certificate against
+// (or Config.VerifyChainOnly): without it NewClientEngine fails with ErrNoServerName.
 func NewClientEngine(ctx *Context) (*Engine, error) {
 	return newEngine(ctx, RoleClient, ctx.cfg.ServerName, "")
 }
@@ -68,6 +70,11 @@ func NewClientEngine(ctx *Context) (*Engine, error) {
 // SNI and the host name check, in place of Config.ServerName.
 func NewClientEngineFor(ctx *Context, serverName string) (*Engine, error) {
 	return newEngine(ctx, RoleClient, serverName, "")
+}
+
+// checksName reports whether a client Context's engines check the server's name.
+func (ctx *Context) checksName() bool {
+	return ctx.role == RoleClient && !ctx.cfg.InsecureSkipVerify && !ctx.cfg.VerifyChainOnly
 }
 
 // NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
@@ -84,6 +91,10 @@ func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error
 	if ctx.closed.Load() {
 		return nil, ErrClosed
 	}
+	if serverName == "" && ctx.checksName() {
+		return nil, fmt.Errorf("%w: set Config.ServerName or use NewClientEngineFor (the name in the server's certificate); "+
+			"Config.VerifyChainOnly checks the chain alone, which is dangerous", ErrNoServerName)
+	}
 	cctx, err := ctx.h.acquire()
 	if err != nil {
 		return nil, err
@@ -94,7 +105,7 @@ func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error
 		defer C.free(unsafe.Pointer(name))
 	}
 	verifyName := C.int(0)
-	if !ctx.cfg.InsecureSkipVerify {
+	if ctx.checksName() {
 		verifyName = 1
 	}
 	var calpn *C.char
@@ -388,7 +399,7 @@ func (e *Engine) SetSession(der []byte) error {
 		return fmt.Errorf("%w: empty session", ErrInvalidConfig)
 	}
 	var cerr C.tz_err
-	ok := C.tz_session_set(e.c, (*C.uchar)(unsafe.Pointer(&der[0])), C.int(len(der)), &cerr)
+	ok := C.tz_session_set(e.c, (*C.uchar)(unsafe.Pointer(&der[0])), C.size_t(len(der)), &cerr)
 	runtime.KeepAlive(e)
 	if ok == 0 {
 		return newError(&cerr)
@@ -513,4 +524,21 @@ func bytesPtr(b []byte) *C.uchar {
 		return nil
 	}
 	return (*C.uchar)(unsafe.Pointer(unsafe.SliceData(b)))
+}
+
+// testFlood makes an established engine send n times a KeyUpdate (keyUpdate 1: not requested,
+// 2: requested, 0: none) followed by a record of appLen bytes of application data (none when
+// appLen is 0), as a hostile peer would, and returns the bytes for the other side: OpenSSL
+// is the flooding peer. For the tests.
+func (e *Engine) testFlood(n, keyUpdate, appLen int, room int) ([]byte, error) {
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	out := make([]byte, room)
+	ok := C.tz_test_flood(e.c, C.int(n), C.int(keyUpdate), C.size_t(appLen), bytesPtr(out), C.size_t(len(out)))
+	runtime.KeepAlive(e)
+	if ok == 0 {
+		return nil, connError(e.c)
+	}
+	return out[:int(e.c.out_len)], nil
 }

@@ -6,7 +6,10 @@
 //	Received - [Got it!]
 //
 // Like the C++ client it verifies nothing unless given -ca (and says so on stderr); with -ca
-// it verifies the server's chain and host name. Run `tlsclient -h` for the flags.
+// it verifies the server's chain and host name (-servername, else the endpoint's host). As
+// the C++ fork's client, whose server's certificate names *.fish-test.com, it verifies the
+// chain alone with -ca and -verify-chain-only (and says so on stderr). Run `tlsclient -h` for
+// the flags.
 package main
 
 import (
@@ -51,7 +54,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *message == "" {
 		return cli.Usagef("-message is empty")
 	}
-	cfg, err := tf.Config(cli.EndpointHost(*endpoint), stderr)
+	host := cli.EndpointHost(*endpoint) // the server's, unless the client binds
+	if *bind {
+		host = ""
+	}
+	cfg, err := tf.Config(host, stderr)
 	if err != nil {
 		return err
 	}

@@ -32,16 +32,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	nul := fs.Bool("nul", true, "end the reply with a NUL byte, as the C++ server does")
 	quiet := fs.Bool("q", false, "print nothing per request")
 	verbose := fs.Bool("v", false, "print the DEBUG trace of bytes through the BIOs")
-	maxSessions := fs.Int("max-sessions", 10000, "most sessions kept; the least recently used goes first")
+	maxSessions := fs.Int("max-sessions", 10000, "most established sessions kept; the least recently used goes first")
 	hsTimeout := fs.Duration("handshake-timeout", 10*time.Second, "drop a session whose handshake has not finished by then")
 	idleTimeout := fs.Duration("idle-timeout", 5*time.Minute, "drop a session quiet for this long")
 	maxMsg := fs.Int("max-message", tlszmq.DefaultMaxMessageSize, "largest message accepted, in bytes")
+	maxHalfOpen := fs.Int("max-half-open", 1000, "most sessions still in their handshake; the oldest goes first")
+	maxParts := fs.Int("max-parts", 1024, "most parts of one multi-part message")
+	maxPerFrame := fs.Int("max-messages-per-frame", 1024, "most messages one incoming frame may carry")
+	maxEnvelope := fs.Int("max-envelope", 16, "most routing frames before the delimiter (devices and hops in between)")
+	maxPending := fs.Int("max-pending-output", 4<<20, "most bytes of replies kept for a peer that does not read them")
+	maxKeyUpdates := fs.Int("max-key-updates", tlszmq.DefaultMaxKeyUpdates, "most TLS 1.3 KeyUpdate messages in one incoming frame")
+	maxRecords := fs.Int("max-records", tlszmq.DefaultMaxRecordsPerPump, "most TLS records in one incoming frame, beyond one per 16 KiB of it")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if *maxSessions < 1 || *maxMsg < 1 || *hsTimeout <= 0 || *idleTimeout <= 0 {
-		return cli.Usagef("-max-sessions, -max-message and the timeouts must be positive")
+	if *maxSessions < 1 || *maxMsg < 1 || *hsTimeout <= 0 || *idleTimeout <= 0 || *maxHalfOpen < 1 ||
+		*maxParts < 1 || *maxPerFrame < 1 || *maxEnvelope < 1 || *maxPending < 1 || *maxKeyUpdates < 1 || *maxRecords < 1 {
+		return cli.Usagef("the -max-* limits and the timeouts must be positive")
 	}
 	cfg, err := tf.Config("", stderr)
 	if err != nil {
@@ -50,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		cfg.Debug = stdout
 	}
+	cfg.MaxKeyUpdates, cfg.MaxRecordsPerPump = *maxKeyUpdates, *maxRecords
 	tctx, err := tlszmq.NewContext(tlszmq.RoleServer, cfg)
 	if err != nil {
 		return err
@@ -72,7 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	srv, err := tlszmq.NewServer(tctx, *endpoint, handler, &tlszmq.ServerOptions{
 		Connect: *connect, MaxSessions: *maxSessions, HandshakeTimeout: *hsTimeout,
-		IdleTimeout: *idleTimeout, MaxMessageSize: *maxMsg,
+		IdleTimeout: *idleTimeout, MaxMessageSize: *maxMsg, MaxHalfOpen: *maxHalfOpen, MaxParts: *maxParts,
+		MaxMessagesPerFrame: *maxPerFrame, MaxEnvelopeFrames: *maxEnvelope, MaxPendingOutput: *maxPending,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	})
 	if err != nil {

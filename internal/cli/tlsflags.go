@@ -28,6 +28,7 @@ type TLSFlags struct {
 	fipsConfig, fipsModules string
 	noTickets               bool
 	ticketKey               string
+	chainOnly               bool
 }
 
 // AddTLSFlags defines the TLS flags on fs. cert and key are the defaults of -cert and -key
@@ -47,11 +48,13 @@ func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags
 		fs.StringVar(&f.ca, "ca", "", "CA file: verify the server's chain and host name against it "+
 			"(without -ca or -cadir nothing is verified, as the C++ client did)")
 		fs.StringVar(&f.serverName, "servername", "", "server name for SNI and the host name check (default: the endpoint's host)")
+		fs.BoolVar(&f.chainOnly, "verify-chain-only", false, "with -ca or -cadir, verify the server's chain but not its host name, as the C++ fork's client did "+
+			"(its server's certificate names *.fish-test.com, with no alternative name): dangerous, any certificate the CA issued is accepted")
 	}
 	fs.StringVar(&f.caDir, "cadir", "", "OpenSSL hashed directory of CA certificates")
 	fs.StringVar(&f.minV, "min", "1.2", "minimum TLS version: 1.2 or 1.3")
 	fs.StringVar(&f.maxV, "max", "1.3", "maximum TLS version: 1.2 or 1.3")
-	fs.StringVar(&f.ciphers, "ciphers", "", "TLS 1.2 cipher list, OpenSSL syntax (default: OpenSSL's)")
+	fs.StringVar(&f.ciphers, "ciphers", "", "TLS 1.2 cipher list, OpenSSL syntax (default: forward-secret AEAD suites only, tlszmq.DefaultCipherList)")
 	fs.StringVar(&f.suites, "suites", "", "TLS 1.3 cipher suites (default: OpenSSL's)")
 	fs.StringVar(&f.groups, "groups", "", "key exchange groups, e.g. X25519:P-256 (default: OpenSSL's)")
 	fs.StringVar(&f.secLevel, "seclevel", "default", "OpenSSL security level 0 to 5; the C++ original's certificate needs 1, the fork's 0")
@@ -88,6 +91,10 @@ func (f *TLSFlags) ClientConfig(host string, stderr io.Writer) (*tlszmq.Config, 
 	}
 	if set["verify"] {
 		return nil, Usagef("-verify is for the server side; the upstream server is verified with -ca")
+	}
+	if (c.ca != "" || c.caDir != "") && host == "" {
+		return nil, Usagef("-ca and -cadir verify the upstream server's host name, and the upstream endpoint has none: " +
+			"connect to it by a tcp:// endpoint naming the host in its certificate")
 	}
 	return c.Config(host, stderr)
 }
@@ -160,7 +167,19 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	if f.ca == "" && f.caDir == "" {
+	verifies := f.ca != "" || f.caDir != ""
+	switch {
+	case f.chainOnly && !verifies:
+		return nil, Usagef("-verify-chain-only needs -ca or -cadir to verify the chain against")
+	case f.chainOnly:
+		cfg.VerifyChainOnly = true
+		fmt.Fprintln(stderr, "warning: the server's host name is not checked (-verify-chain-only), as the C++ fork's client did: whoever holds any certificate from the CA can read and change the traffic")
+		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
+	case verifies && cfg.ServerName == "":
+		return nil, Usagef("-ca and -cadir verify the server's host name, and the endpoint has none: give -servername NAME " +
+			"(the name in the server's certificate), or -verify-chain-only to check the chain alone (dangerous)")
+	}
+	if !verifies {
 		cfg.InsecureSkipVerify = true
 		fmt.Fprintln(stderr, "warning: the server's certificate is not verified (no -ca), as the C++ client did: anyone in the path can read and change the traffic")
 		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
