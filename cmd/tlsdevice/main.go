@@ -9,9 +9,35 @@
 //	           as tlsserver -connect does)
 //	terminate  the device is the TLS server for its clients and hands the plaintext to
 //	           backend workers, each client pinned to one, with the client's identity and
-//	           verified certificate subject (see internal/device for the worker messages)
+//	           verified certificate subject (see internal/device for the worker messages); the
+//	           backend binds tcp://127.0.0.1:5555 by default, since whoever connects to it reads
+//	           plaintext
 //	originate  the other way round: plaintext clients reach the device, which carries each
-//	           one's messages over TLS to the server at -upstream
+//	           one's messages over TLS to the server at -upstream; the plaintext frontend binds
+//	           tcp://127.0.0.1:5556 by default, since whoever connects to it speaks with the
+//	           device's client certificate
+//
+// Limits (every one a flag; a client past one loses its own request, pin or session, and the
+// device logs one line naming the limit):
+//
+//	-max-clients             100000  clients pinned (pass -pin, terminate; terminate: also TLS
+//	                                 sessions); the least recently used loses its pin
+//	-max-clients-per-conn    1000    clients pinned through one frontend connection; past it
+//	                                 that connection's least recently used loses its pin
+//	-max-backends            256     servers or workers known; more announcements are ignored
+//	-max-envelope            16      envelope frames honoured (each at most 255 bytes); a
+//	                                 message with more is dropped
+//	-max-pending             100000  terminate: requests waiting for workers, all clients
+//	-max-pending-per-client  64      terminate: requests one client may have waiting for a
+//	                                 worker; originate: queued for its upstream session; past
+//	                                 it the client's requests are refused (no reply)
+//	-timeout                 10s     terminate: a worker's time to reply, then the client gets
+//	                                 an empty answer; originate: the upstream handshake and
+//	                                 each reply
+//	-max-sessions            500     originate: upstream sessions (a goroutine and a socket
+//	                                 each); a new client replaces the least recently used idle
+//	                                 one, or is refused while all are busy
+//	-idle                    5m      originate: an upstream session unused this long is closed
 //
 // SIGINT or SIGTERM stops the device (in terminate mode after close_notify to every client)
 // with exit status 0.
@@ -23,7 +49,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
@@ -35,24 +60,46 @@ func main() { cli.Main("tlsdevice", run) }
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tlsdevice", flag.ContinueOnError)
 	mode := fs.String("mode", "pass", "pass (the C++ device), terminate or originate")
-	frontend := fs.String("frontend", "tcp://*:5556", "endpoint the clients connect to")
-	backend := fs.String("backend", "tcp://*:5555", "endpoint the servers (pass) or workers (terminate) connect to")
+	frontend := fs.String("frontend", "", "endpoint the clients connect to (default tcp://*:5556; in originate mode tcp://127.0.0.1:5556:\n"+
+		"whoever reaches it speaks to -upstream with the device's client certificate)")
+	backend := fs.String("backend", "", "endpoint the servers (pass) or workers (terminate) connect to (default tcp://*:5555 in pass mode,\n"+
+		"tcp://127.0.0.1:5555 in terminate mode: whoever connects to it becomes a worker and reads the plaintext of the clients pinned to it)")
 	upstream := fs.String("upstream", "tcp://localhost:5557", "originate: the TLS server to carry the clients' messages to")
 	pin := fs.Bool("pin", false, "pass: keep each client with one server (servers must announce themselves)")
-	maxClients := fs.Int("max-clients", 100000, "most clients remembered for pinning (and sessions kept, in terminate mode)")
-	timeout := fs.Duration("timeout", 10*time.Second, "originate: how long to wait for the upstream server's handshake and replies")
+	maxClients := fs.Int("max-clients", device.DefaultMaxClients, "pass -pin, terminate: most clients pinned (terminate: and TLS sessions kept); the least recently used goes first")
+	perConn := fs.Int("max-clients-per-conn", device.DefaultMaxClientsPerConn, "pass -pin, terminate: most clients pinned through one frontend connection (a hop carries many);\n"+
+		"past it that connection's least recently used client loses its pin, no other connection's")
+	maxBackends := fs.Int("max-backends", device.DefaultMaxBackends, "pass -pin, terminate: most servers or workers known; an announcement past it is ignored, with a log line")
+	maxEnvelope := fs.Int("max-envelope", device.DefaultMaxEnvelope, "pass -pin, terminate, originate: most envelope frames honoured (each at most 255 bytes);\n"+
+		"a message with more is dropped (terminate: refused), with a log line")
+	maxPending := fs.Int("max-pending", device.DefaultMaxPending, "terminate: most requests waiting for workers, all clients together; past it requests are refused (no reply)")
+	perClient := fs.Int("max-pending-per-client", device.DefaultMaxPendingPerClient, "terminate: most requests one client may have waiting for a worker; originate: queued for its\n"+
+		"upstream session; past it the client's requests are refused (no reply), with one log line until its queue empties")
+	maxSessions := fs.Int("max-sessions", device.DefaultMaxSessions, "originate: most upstream TLS sessions (a goroutine and a ZeroMQ socket each); a new client takes\n"+
+		"the least recently used idle one's place, or is refused while all are busy")
+	idle := fs.Duration("idle", device.DefaultIdleTimeout, "originate: close an upstream session (close_notify, socket, goroutine) unused for this long")
+	timeout := fs.Duration("timeout", device.DefaultTimeout, "terminate: how long a request waits for its worker, then the client gets an empty answer;\n"+
+		"originate: how long to wait for the upstream server's handshake and replies")
 	verbose := fs.Bool("v", false, "terminate/originate: print the DEBUG trace of bytes through the BIOs")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if *maxClients < 1 || *timeout <= 0 {
-		return cli.Usagef("-max-clients and -timeout must be positive")
+	for _, n := range []int{*maxClients, *perConn, *maxBackends, *maxEnvelope, *maxPending, *perClient, *maxSessions} {
+		if n < 1 {
+			return cli.Usagef("the -max-* flags must be positive")
+		}
 	}
+	if *timeout <= 0 || *idle <= 0 {
+		return cli.Usagef("-timeout and -idle must be positive")
+	}
+	lim := device.Limits{MaxClients: *maxClients, MaxClientsPerConn: *perConn, MaxBackends: *maxBackends, MaxEnvelope: *maxEnvelope,
+		MaxPending: *maxPending, MaxPendingPerClient: *perClient, MaxSessions: *maxSessions, Timeout: *timeout, IdleTimeout: *idle}
+	*frontend, *backend = endpoints(*mode, *frontend, *backend)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	switch *mode {
 	case "pass":
-		d, err := device.NewPassThrough(*frontend, *backend, *pin, *maxClients, log)
+		d, err := device.NewPassThroughLimits(*frontend, *backend, *pin, lim, log)
 		if err != nil {
 			return err
 		}
@@ -71,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer tctx.Close()
-		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log, MaxSessions: *maxClients}, *maxClients)
+		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log, MaxSessions: *maxClients}, lim)
 		if err != nil {
 			return err
 		}
@@ -90,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer tctx.Close()
-		d, err := device.NewOriginate(tctx, *frontend, *upstream, *maxClients, *timeout, log)
+		d, err := device.NewOriginate(tctx, *frontend, *upstream, lim, log)
 		if err != nil {
 			return err
 		}
@@ -98,4 +145,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return d.Run(ctx)
 	}
 	return cli.Usagef("-mode %q: want pass, terminate or originate", *mode)
+}
+
+// endpoints fills in the default frontend and backend of a mode: the C++ device's in pass
+// mode; loopback for the plaintext side of the others (terminate's backend, originate's
+// frontend).
+func endpoints(mode, frontend, backend string) (string, string) {
+	if frontend == "" {
+		frontend = "tcp://*:5556"
+		if mode == "originate" {
+			frontend = "tcp://127.0.0.1:5556"
+		}
+	}
+	if backend == "" {
+		backend = "tcp://*:5555"
+		if mode == "terminate" {
+			backend = "tcp://127.0.0.1:5555"
+		}
+	}
+	return frontend, backend
 }

@@ -4,17 +4,30 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/notice"
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 func certFile(name string) string { return filepath.Join(cmdtest.Root(), "testdata", "certs", name) }
@@ -46,7 +59,9 @@ func TestBridgeSClientToServer(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				cmdtest.Serve(t, func(ctx context.Context) error { return tcpToZMQ(ctx, ln, srv.Endpoint(), quiet) })
+				cmdtest.Serve(t, func(ctx context.Context) error {
+					return newBridge(bridgeOptions{Log: quiet}).tcpToZMQ(ctx, ln, srv.Endpoint())
+				})
 
 				args := []string{"s_client", "-connect", ln.Addr().String(), "-CAfile", certFile("ca.crt"),
 					"-servername", "localhost", "-verify_return_error", "-quiet", "-tls" + strings.ReplaceAll(v, ".", "_")}
@@ -94,7 +109,9 @@ func TestBridgeClientToSServer(t *testing.T) {
 				t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 				waitListening(t, "127.0.0.1:"+port)
 				endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
-				cmdtest.Serve(t, func(ctx context.Context) error { return zmqToTCP(ctx, endpoint, "127.0.0.1:"+port, quiet) })
+				cmdtest.Serve(t, func(ctx context.Context) error {
+					return newBridge(bridgeOptions{Log: quiet}).zmqToTCP(ctx, endpoint, "127.0.0.1:"+port)
+				})
 
 				ccfg := &tlszmq.Config{CAFile: certFile("ca.crt"), ServerName: "localhost"}
 				if mutual {
@@ -146,4 +163,674 @@ func waitListening(t *testing.T, addr string) {
 		}
 	}
 	t.Fatalf("nothing listens on %s", addr)
+}
+
+// syncLog collects a logger's lines, for tests that look for one.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// bridgeToServer starts a tlszmq server (echoing in upper case) and a bridge to it on a TCP
+// port of its own; it returns the bridge's address and its log.
+func bridgeToServer(t *testing.T) (addr string, log *syncLog) {
+	srv, err := tlszmq.NewServer(cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")}),
+		"tcp://127.0.0.1:*", tlszmq.SinglePart(func(_ context.Context, _ *tlszmq.Peer, req []byte) ([]byte, error) {
+			return bytes.ToUpper(req), nil
+		}), &tlszmq.ServerOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdtest.Serve(t, srv.Serve)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log = &syncLog{}
+	b := newBridge(bridgeOptions{Log: slog.New(slog.NewTextHandler(log, nil))})
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, srv.Endpoint()) })
+	return ln.Addr().String(), log
+}
+
+func caPool(t *testing.T) *x509.CertPool {
+	pem, err := os.ReadFile(certFile("ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return pool
+}
+
+// closedWithin reads raw until the bridge closes it, and fails the test unless that happens
+// within d (a read that times out means the connection is still open).
+func closedWithin(t *testing.T, raw net.Conn, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	raw.SetReadDeadline(start.Add(d))
+	buf := make([]byte, 4096)
+	for {
+		_, err := raw.Read(buf)
+		if err == nil {
+			continue // the rest of the server's last flight
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the TCP connection is still open %v after the session ended", d)
+		}
+		t.Logf("TCP connection closed %v after the session ended (%v)", time.Since(start).Round(time.Millisecond), err)
+		return
+	}
+}
+
+// A TLS client over TCP, through the bridge, sends close_notify after a handshake and an
+// exchange: the server answers with its own close_notify and ends the session, and the bridge
+// closes the TCP connection, as a TLS server over TCP would.
+func TestBridgeClosesAfterCloseNotify(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			addr, log := bridgeToServer(t)
+			raw, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			tc := tls.Client(raw, &tls.Config{RootCAs: caPool(t), ServerName: "localhost", MinVersion: v, MaxVersion: v})
+			raw.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := tc.Write([]byte("hello\n")); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 6)
+			if _, err := io.ReadFull(tc, got); err != nil || string(got) != "HELLO\n" {
+				t.Fatalf("read %q, %v", got, err)
+			}
+			if err := tc.CloseWrite(); err != nil { // close_notify; the TCP connection stays open
+				t.Fatal(err)
+			}
+			raw.SetDeadline(time.Time{})
+			start := time.Now()
+			tc.SetReadDeadline(start.Add(time.Second))
+			if _, err := tc.Read(got); err != io.EOF {
+				t.Fatalf("after close_notify: %v, want the server's close_notify (io.EOF)", err)
+			}
+			closedWithin(t, raw, time.Second-time.Since(start))
+			if !strings.Contains(log.String(), "close_notify") {
+				t.Errorf("the bridge's log does not give the server's reason:\n%s", log.String())
+			}
+		})
+	}
+}
+
+// A TLS client over TCP that makes the server send a fatal alert, during or after the
+// handshake: the bridge writes the alert and closes the TCP connection.
+func TestBridgeClosesAfterFatalAlert(t *testing.T) {
+	t.Run("garbage record after the handshake", func(t *testing.T) {
+		addr, log := bridgeToServer(t)
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		tc := tls.Client(raw, &tls.Config{RootCAs: caPool(t), ServerName: "localhost", MaxVersion: tls.VersionTLS12})
+		raw.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		raw.SetDeadline(time.Time{})
+		// An application data record whose MAC cannot be right.
+		garbage := append([]byte{23, 3, 3, 0, 40}, bytes.Repeat([]byte{0xa5}, 40)...)
+		start := time.Now()
+		if _, err := raw.Write(garbage); err != nil {
+			t.Fatal(err)
+		}
+		tc.SetReadDeadline(start.Add(time.Second))
+		if _, err := tc.Read(make([]byte, 16)); err == nil || !strings.Contains(err.Error(), "remote error") {
+			t.Fatalf("after a garbage record: %v, want the server's alert", err)
+		}
+		closedWithin(t, raw, time.Second-time.Since(start))
+		if !strings.Contains(log.String(), "ended the session") {
+			t.Errorf("the bridge logged no end of session:\n%s", log.String())
+		}
+	})
+	t.Run("no common cipher", func(t *testing.T) {
+		addr, _ := bridgeToServer(t)
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		// The server's certificate is RSA: an ECDSA-only TLS 1.2 offer has nothing in common.
+		tc := tls.Client(raw, &tls.Config{RootCAs: caPool(t), ServerName: "localhost", MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}})
+		start := time.Now()
+		raw.SetDeadline(start.Add(time.Second))
+		if err := tc.Handshake(); err == nil || !strings.Contains(err.Error(), "remote error") {
+			t.Fatalf("handshake: %v, want the server's alert", err)
+		}
+		raw.SetWriteDeadline(time.Time{})
+		closedWithin(t, raw, time.Second-time.Since(start))
+	})
+}
+
+// waitUntil polls cond for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// goroutinesBack waits until the process runs no more goroutines than it did at base (plus a
+// couple of runtime helpers that come and go).
+func goroutinesBack(t *testing.T, base int) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("the goroutines to go back to %d", base), func() bool { return runtime.NumGoroutine() <= base+2 })
+}
+
+// -listen: at most MaxConns TCP connections are carried (a goroutine pair and a socket each);
+// the others are closed at once; idle ones are closed; when they go, their goroutines go.
+func TestBridgeTCPSideBounded(t *testing.T) {
+	sink, err := zmq.NewSocket(zmq.ROUTER) // a TLSZMQ "server" that reads and never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.SetLinger(0)
+	if err := sink.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	endpoint, _ := sink.GetLastEndpoint()
+	var received atomic.Int64
+	cmdtest.Serve(t, func(ctx context.Context) error {
+		defer sink.Close()
+		poller := zmq.NewPoller()
+		poller.Add(sink, zmq.POLLIN)
+		for ctx.Err() == nil {
+			if msg, _ := zmqpoll.Recv(poller, sink, 20*time.Millisecond); msg != nil {
+				received.Add(1)
+			}
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxConns = 5
+	b := newBridge(bridgeOptions{MaxConns: maxConns, Idle: time.Second, Log: quiet})
+	base := runtime.NumGoroutine()
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, endpoint) })
+
+	for round := range 3 {
+		var conns []net.Conn
+		for range 4 * maxConns {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte("x"))
+			conns = append(conns, c)
+		}
+		// The refused ones are closed at once; the others stay open.
+		waitUntil(t, "the bridge to take the connections", func() bool { return b.conns.Load() == maxConns })
+		open := 0
+		for _, c := range conns {
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+				open++
+			}
+		}
+		if open != maxConns || b.conns.Load() != maxConns {
+			t.Fatalf("round %d: %d connections open, %d carried; want %d", round, open, b.conns.Load(), maxConns)
+		}
+		if n := b.goroutines.Load(); n > maxConns {
+			t.Fatalf("round %d: %d connection goroutines for %d connections", round, n, maxConns)
+		}
+		if g := runtime.NumGoroutine() - base; g > 3*maxConns+4 {
+			t.Fatalf("round %d: %d more goroutines than before the bridge, for %d connections", round, g, maxConns)
+		}
+		if round == 2 {
+			// Left alone: the bridge closes them when they have been idle for -idle.
+			for _, c := range conns {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatal("an idle connection was not closed")
+				}
+				c.Close()
+			}
+		} else {
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+		waitUntil(t, "the bridge to let the connections go", func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 })
+	}
+	goroutinesBack(t, base+1) // the bridge's accept loop is still running
+	if received.Load() < 3*maxConns {
+		t.Fatalf("the server received %d messages, want the first byte of every carried connection", received.Load())
+	}
+}
+
+// tcpEcho is a TCP server that echoes, and can close every connection it holds.
+type tcpEcho struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+	total atomic.Int64
+	peak  atomic.Int64
+}
+
+func newTCPEcho(t *testing.T) *tcpEcho {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &tcpEcho{ln: ln, conns: map[net.Conn]bool{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); e.closeAll(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			e.mu.Lock()
+			e.conns[c] = true
+			if n := int64(len(e.conns)); n > e.peak.Load() {
+				e.peak.Store(n)
+			}
+			e.mu.Unlock()
+			e.total.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				io.Copy(c, c)
+				c.Close()
+				e.mu.Lock()
+				delete(e.conns, c)
+				e.mu.Unlock()
+			}()
+		}
+	}()
+	return e
+}
+
+func (e *tcpEcho) open() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.conns)
+}
+
+func (e *tcpEcho) closeAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for c := range e.conns {
+		c.Close()
+	}
+}
+
+// hello returns text behind the first bytes of a TLS ClientHello record, which is what opens
+// a TCP connection at the bridge.
+func hello(text string) string { return string([]byte{22, 3, 1, 0, 0, 1}) + text }
+
+// dealer connects a DEALER with the given routing id.
+func dealer(t *testing.T, endpoint, id string) *zmq.Socket {
+	s, err := zmq.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLinger(0)
+	s.SetIdentity(id)
+	s.SetRcvtimeo(5 * time.Second)
+	if err := s.Connect(endpoint); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// collect receives from socks until want messages have come (within 5 s), and 200 ms more for
+// any beyond; check sees each (the index of its socket, the message). It returns the count.
+func collect(t *testing.T, socks []*zmq.Socket, want int, check func(i int, msg [][]byte)) int {
+	t.Helper()
+	poller := zmq.NewPoller()
+	for _, s := range socks {
+		poller.Add(s, zmq.POLLIN)
+	}
+	n := 0
+	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); {
+		polled, _ := poller.Poll(10 * time.Millisecond)
+		for _, p := range polled {
+			msg, err := p.Socket.RecvMessageBytes(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(slices.Index(socks, p.Socket), msg)
+			if n++; n == want {
+				until = time.Now().Add(200 * time.Millisecond)
+			}
+		}
+	}
+	return n
+}
+
+// -bind: many TLSZMQ clients come and go; at most MaxConns TCP connections exist at once, a
+// connection the TCP server closes takes its entry and goroutines with it (and a client that
+// asked for notices hears of it), and at the end nothing is left.
+func TestBridgeZMQSideBounded(t *testing.T) {
+	echo := newTCPEcho(t)
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
+	const maxConns = 4
+	b := newBridge(bridgeOptions{MaxConns: maxConns, Idle: time.Second, Log: quiet})
+	base := runtime.NumGoroutine()
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, echo.ln.Addr().String()) })
+
+	const rounds = 6
+	for round := range rounds {
+		var socks []*zmq.Socket
+		for i := range 3 * maxConns {
+			s := dealer(t, endpoint, fmt.Sprintf("%sr%dc%d", notice.IdentityPrefix, round, i))
+			s.SendMessage("", hello(fmt.Sprintf("hello %d", i)))
+			socks = append(socks, s)
+		}
+		answered := collect(t, socks, maxConns, func(i int, msg [][]byte) {
+			if len(msg) != 2 || string(msg[1]) != hello(fmt.Sprintf("hello %d", i)) {
+				t.Fatalf("client %d got %q", i, msg)
+			}
+		})
+		if answered != maxConns || b.conns.Load() != maxConns || echo.open() != maxConns {
+			t.Fatalf("round %d: %d clients answered, %d links, %d TCP connections; want %d", round, answered, b.conns.Load(), echo.open(), maxConns)
+		}
+		if n := b.goroutines.Load(); n > 2*maxConns {
+			t.Fatalf("round %d: %d link goroutines for %d links", round, n, maxConns)
+		}
+		if round%2 == 0 {
+			// The TCP server closes: the links go, and their clients are told.
+			echo.closeAll()
+			notified := collect(t, socks, maxConns, func(i int, msg [][]byte) {
+				if reason, ok := notice.Parse(msg[len(msg)-1]); !ok || !strings.Contains(reason, "closed") {
+					t.Fatalf("client %d got %q, want a notice", i, msg)
+				}
+			})
+			if notified != maxConns {
+				t.Fatalf("round %d: %d clients notified, want %d", round, notified, maxConns)
+			}
+		}
+		// Else the links go after -idle.
+		waitUntil(t, "the links to go", func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 && echo.open() == 0 })
+		for _, s := range socks {
+			s.Close()
+		}
+	}
+	if echo.peak.Load() > maxConns || echo.total.Load() != rounds*maxConns {
+		t.Fatalf("the TCP server saw %d connections at most, %d in all; want %d and %d", echo.peak.Load(), echo.total.Load(), maxConns, rounds*maxConns)
+	}
+	goroutinesBack(t, base+1) // the bridge's loop is still running
+}
+
+// -bind: a TCP dial that takes long runs beside the loop: other clients are served meanwhile,
+// and the slow one is dropped (and told) when its dial gives up.
+func TestBridgeDialDoesNotBlock(t *testing.T) {
+	echo := newTCPEcho(t)
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
+	var dials atomic.Int64
+	d := &net.Dialer{}
+	b := newBridge(bridgeOptions{DialTimeout: 2 * time.Second, Log: quiet,
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			if dials.Add(1) == 1 {
+				<-ctx.Done() // the first dial hangs until it times out
+				return nil, ctx.Err()
+			}
+			return d.DialContext(ctx, "tcp", addr)
+		}})
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, echo.ln.Addr().String()) })
+
+	slow := dealer(t, endpoint, notice.IdentityPrefix+"slow")
+	defer slow.Close()
+	slow.SendMessage("", hello("first"))
+	waitUntil(t, "the first dial", func() bool { return dials.Load() == 1 })
+	fast := dealer(t, endpoint, "fast")
+	defer fast.Close()
+	start := time.Now()
+	fast.SendMessage("", hello("second"))
+	msg, err := fast.RecvMessage(0)
+	if err != nil || len(msg) != 2 || msg[1] != hello("second") || time.Since(start) > time.Second {
+		t.Fatalf("the second client got %q, %v after %v, while the first dial hung", msg, err, time.Since(start))
+	}
+	got, err := slow.RecvMessageBytes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reason, ok := notice.Parse(got[len(got)-1]); !ok || !strings.Contains(reason, "no TCP connection") {
+		t.Fatalf("the slow client got %q, want a notice that its dial failed", got)
+	}
+	waitUntil(t, "the failed link to go", func() bool { return b.conns.Load() == 1 })
+}
+
+func TestBridgeHelpListsLimits(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"bridge", "-h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"-max-conns int", "(default 500)", "-idle duration", "(default 5m0s)", "-dial-timeout duration",
+		"(default 5s)", "-max-queue int", "(default 4194304)", "-max-envelope int", "(default 16)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h does not say %q:\n%s", want, stderr.String())
+		}
+	}
+	for _, args := range [][]string{{"bridge", "-listen", ":0", "-max-conns", "0"}, {"bridge", "-listen", ":0", "-idle", "0s"}} {
+		stderr.Reset()
+		if code := run(args, &stdout, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%v: exit %d, %q; want 2 and one line", args, code, stderr.String())
+		}
+	}
+}
+
+// -bind: a TCP server that does not read costs its own link only: past -max-queue bytes
+// waiting, the link is closed (its client told), and another client is served meanwhile.
+func TestBridgeQueueBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(held)
+				return
+			}
+			held <- c // never read
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for c := range held {
+			c.Close()
+		}
+	})
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
+	const maxQueue = 256 << 10
+	var dials atomic.Int64
+	d := &net.Dialer{}
+	b := newBridge(bridgeOptions{MaxQueue: maxQueue, Log: quiet, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, "tcp", addr)
+	}})
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, ln.Addr().String()) })
+	s := dealer(t, endpoint, notice.IdentityPrefix+"writer")
+	defer s.Close()
+	chunk := bytes.Repeat([]byte{7}, 64<<10)
+	for i := range 1024 { // 64 MiB, far more than the socket buffers and the queue hold
+		p := chunk
+		if i == 0 {
+			p = []byte(hello(string(chunk)))
+		}
+		if _, err := s.SendMessage("", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SetRcvtimeo(10 * time.Second)
+	msg, err := s.RecvMessageBytes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reason, ok := notice.Parse(msg[len(msg)-1]); !ok || !strings.Contains(reason, "-max-queue") {
+		t.Fatalf("got %q, want a notice naming -max-queue", msg)
+	}
+	// The rest of the stream opens no new connection.
+	waitUntil(t, "the link to go", func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 })
+	time.Sleep(100 * time.Millisecond)
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("the TCP server was dialled %d times, want once", n)
+	}
+}
+
+// -bind: links the TCP server never answers (ClientHellos that never end, forged routes) do not
+// hold every place: after a second, the oldest of them makes room for a new client, and its
+// client is told; a link the server has answered is never pushed out.
+func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		var held []net.Conn // accepted, read from, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			held = append(held, c)
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
+	b := newBridge(bridgeOptions{MaxConns: 2, Log: quiet})
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, ln.Addr().String()) })
+
+	first := dealer(t, endpoint, notice.IdentityPrefix+"first")
+	defer first.Close()
+	second := dealer(t, endpoint, notice.IdentityPrefix+"second")
+	defer second.Close()
+	first.SendMessage("", hello("1"))
+	waitUntil(t, "the first link", func() bool { return b.conns.Load() == 1 })
+	second.SendMessage("", hello("2"))
+	waitUntil(t, "two links", func() bool { return b.conns.Load() == 2 && accepted.Load() == 2 })
+
+	// Within the grace, a third client is refused: both places are taken.
+	third := dealer(t, endpoint, notice.IdentityPrefix+"third")
+	defer third.Close()
+	third.SendMessage("", hello("3"))
+	time.Sleep(200 * time.Millisecond)
+	if accepted.Load() != 2 {
+		t.Fatalf("%d TCP connections within the grace, want 2", accepted.Load())
+	}
+	// After it, the oldest unanswered link gives its place to the next ClientHello.
+	time.Sleep(unheardGrace)
+	third.SendMessage("", hello("3 again"))
+	waitUntil(t, "the third client's link", func() bool { return accepted.Load() == 3 })
+	first.SetRcvtimeo(2 * time.Second)
+	msg, err := first.RecvMessageBytes(0)
+	if err != nil {
+		t.Fatalf("the first client heard nothing: %v", err)
+	}
+	if reason, ok := notice.Parse(msg[len(msg)-1]); !ok || !strings.Contains(reason, "-max-conns") {
+		t.Fatalf("the first client got %q, want a notice naming -max-conns", msg)
+	}
+	if n := b.conns.Load(); n != 2 {
+		t.Fatalf("%d links, want 2", n)
+	}
+}
+
+// openssl s_client through the bridge sees TCP semantics when the server ends the session:
+// after the server's fatal alert, after its close_notify, and when the server forgets an idle
+// session (no TLS bytes at all: only the bridge's closing tells s_client, which would otherwise
+// wait on its open stdin for ever), the TCP connection closes within a second and s_client exits.
+func TestBridgeSClientSeesTheEnd(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  []string
+		opts  tlszmq.ServerOptions
+		after func(srv *tlszmq.Server) // what ends the session, once the handshake is done
+	}{
+		{name: "fatal alert", args: []string{"-tls1_2", "-cipher", "AES128-SHA"}}, // CBC: not offered by the server
+		{name: "close_notify", args: []string{"-tls1_3"}, after: func(srv *tlszmq.Server) { srv.Close() }},
+		{name: "idle", args: []string{"-tls1_3"}, opts: tlszmq.ServerOptions{IdleTimeout: 300 * time.Millisecond}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.Logger = quiet
+			srv, err := tlszmq.NewServer(cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")}),
+				"tcp://127.0.0.1:*", tlszmq.SinglePart(func(_ context.Context, _ *tlszmq.Peer, req []byte) ([]byte, error) {
+					return bytes.ToUpper(req), nil
+				}), &opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmdtest.Serve(t, srv.Serve)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := &syncLog{}
+			b := newBridge(bridgeOptions{Log: slog.New(slog.NewTextHandler(log, nil))})
+			cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, srv.Endpoint()) })
+
+			args := append([]string{"s_client", "-connect", ln.Addr().String(), "-CAfile", certFile("ca.crt"),
+				"-servername", "localhost", "-ign_eof"}, tc.args...)
+			cmd := exec.Command("openssl", args...)
+			stdin, _ := cmd.StdinPipe() // held open: s_client ends only when the connection does
+			defer stdin.Close()
+			out := &syncLog{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			defer cmd.Process.Kill()
+			if tc.after != nil {
+				waitUntil(t, "the handshake", func() bool { return strings.Contains(out.String(), "Verify return code: 0") })
+			}
+			start := time.Now()
+			if tc.after != nil {
+				tc.after(srv)
+			}
+			limit := time.Second + opts.IdleTimeout + 100*time.Millisecond
+			select {
+			case <-exited:
+				t.Logf("s_client exited %v after the end began", time.Since(start).Round(time.Millisecond))
+			case <-time.After(limit):
+				t.Fatalf("s_client still runs %v after the end began: the TCP connection is open\n%s", limit, out.String())
+			}
+			if !strings.Contains(log.String(), "ended the session") {
+				t.Errorf("the bridge logged no end of session:\n%s", log.String())
+			}
+		})
+	}
 }

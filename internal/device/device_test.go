@@ -119,7 +119,7 @@ func TestPassThroughLikeCpp(t *testing.T) {
 func TestTerminate(t *testing.T) {
 	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key"),
 		CAFile: certs("ca.crt"), ClientAuth: tlszmq.RequireAndVerifyClientCert})
-	d, err := NewTerminate(sctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", tlszmq.ServerOptions{Logger: quiet()}, 1000)
+	d, err := NewTerminate(sctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", tlszmq.ServerOptions{Logger: quiet()}, Limits{MaxClients: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestOriginate(t *testing.T) {
 	}
 	cmdtest.Serve(t, srv.Serve)
 	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
-	d, err := NewOriginate(cctx, "tcp://127.0.0.1:*", srv.Endpoint(), 100, 5*time.Second, quiet())
+	d, err := NewOriginate(cctx, "tcp://127.0.0.1:*", srv.Endpoint(), Limits{MaxSessions: 100, Timeout: 5 * time.Second}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,10 @@ package device
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -17,26 +19,48 @@ import (
 // Originate takes plaintext clients (REQ or DEALER, [identity, "", part...]) and carries each
 // one's messages over its own TLS session to an upstream TLS server; the replies come back to
 // the client in order. Each plaintext client has a tlszmq.Client of its own, owned by one
-// goroutine; the least recently used one is closed (with close_notify) when there are more
-// than the maximum.
+// goroutine.
+//
+// What it holds is bounded (Limits): at most MaxSessions upstream sessions, whose goroutines
+// and sockets really end when they go (an evicted session's goroutine holds its place until it
+// has stopped, so goroutines never outnumber twice MaxSessions); a new client takes the place
+// of the least recently used session if that one is idle, and is refused, with a log line,
+// while the least recently used is still busy. A session unused for IdleTimeout is closed, with
+// close_notify. One client's queue holds MaxPendingPerClient requests; past it its requests
+// are dropped, with one log line until its queue has emptied.
+//
+// Anyone who reaches the plaintext frontend speaks to the upstream server with the device's
+// client certificate: bind it where only the intended clients reach (tlsdevice binds
+// 127.0.0.1 in this mode by default).
 type Originate struct {
 	front    *zmq.Socket
 	frontEP  string
 	upstream string
 	tctx     *tlszmq.Context
-	max      int
-	timeout  time.Duration
+	lim      Limits
 	log      *slog.Logger
+	limit    *LogLimiter
 
-	clients map[string]*list.Element // *upstreamClient, by route key
-	lru     *list.List
-	replies chan reply
+	clients map[string]*list.Element // *upstreamClient, by route key; Run's goroutine only
+	lru     *list.List               // most recently used first
+	results chan result
+	slots   chan struct{} // one per goroutine that may hold an upstream session
 	wg      sync.WaitGroup
+
+	sessions   atomic.Int64 // upstream clients in the table
+	goroutines atomic.Int64 // serve goroutines running, evicted ones included
 }
 
 type upstreamClient struct {
 	key      string
+	identity []byte
 	requests chan request
+	ctx      context.Context
+	cancel   context.CancelFunc
+	elem     *list.Element
+	inflight int // requests handed to the goroutine and not yet come back (Run's goroutine only)
+	lastUsed time.Time
+	refused  bool // a dropped request was logged since the queue was last empty
 }
 
 type request struct {
@@ -44,30 +68,45 @@ type request struct {
 	parts [][]byte
 }
 
-type reply struct {
+// result is what the goroutine of u made of one request: a reply, or ok false.
+type result struct {
+	u     *upstreamClient
 	env   [][]byte
 	parts [][]byte
+	ok    bool
 }
 
 // NewOriginate binds the plaintext frontend; sessions towards upstream use the client Context.
-func NewOriginate(tctx *tlszmq.Context, frontend, upstream string, maxClients int, timeout time.Duration, log *slog.Logger) (*Originate, error) {
+func NewOriginate(tctx *tlszmq.Context, frontend, upstream string, lim Limits, log *slog.Logger) (*Originate, error) {
+	lim = lim.withDefaults()
 	front, frontEP, err := newRouter(frontend, true)
 	if err != nil {
 		return nil, err
 	}
-	return &Originate{front: front, frontEP: frontEP, upstream: upstream, tctx: tctx, max: maxClients, timeout: timeout,
-		log: logger(log), clients: map[string]*list.Element{}, lru: list.New(), replies: make(chan reply, 1024)}, nil
+	d := &Originate{front: front, frontEP: frontEP, upstream: upstream, tctx: tctx, lim: lim, log: logger(log),
+		clients: map[string]*list.Element{}, lru: list.New(), results: make(chan result, 1024),
+		slots: make(chan struct{}, lim.MaxSessions)}
+	d.limit = NewLogLimiter(d.log)
+	return d, nil
 }
 
 // Endpoint returns the bound frontend endpoint.
 func (d *Originate) Endpoint() string { return d.frontEP }
 
-// Run forwards until ctx ends; then every upstream session is closed with close_notify.
+// Sessions returns how many upstream clients the device holds.
+func (d *Originate) Sessions() int { return int(d.sessions.Load()) }
+
+// Goroutines returns how many of the device's per-client goroutines are running, those of
+// evicted or expired clients that have not stopped yet included.
+func (d *Originate) Goroutines() int { return int(d.goroutines.Load()) }
+
+// Run forwards until ctx ends; then every upstream session is closed with close_notify and
+// every goroutine has ended before it returns.
 func (d *Originate) Run(ctx context.Context) error {
 	defer d.front.Close()
 	defer func() {
-		for e := d.lru.Front(); e != nil; e = e.Next() {
-			close(e.Value.(*upstreamClient).requests)
+		for e := d.lru.Front(); e != nil; e = d.lru.Front() {
+			d.drop(e.Value.(*upstreamClient))
 		}
 		d.wg.Wait()
 	}()
@@ -76,12 +115,13 @@ func (d *Originate) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		for drained := false; !drained; {
 			select {
-			case r := <-d.replies:
-				d.sendBack(r)
+			case r := <-d.results:
+				d.finished(r)
 			default:
 				drained = true
 			}
 		}
+		d.expire(time.Now())
 		polled, err := zmqpoll.Poll(poller, 5*time.Millisecond)
 		if err != nil {
 			return err
@@ -94,78 +134,161 @@ func (d *Originate) Run(ctx context.Context) error {
 			if err != nil {
 				break
 			}
-			env := envelopeOf(msg)
-			if env == nil {
-				d.log.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
-				continue
-			}
-			select {
-			case d.clientFor(ctx, env).requests <- request{env: env, parts: msg[len(env)+1:]}:
-			default: // one client's backlog must not stall the others
-				d.log.Warn("tlsdevice: request dropped: the client has too many in flight", "client", printable(string(env[len(env)-1])))
-			}
+			d.take(ctx, msg)
 		}
 	}
 	return nil
 }
 
-// clientFor returns the upstream client of a plaintext client, starting one if needed.
+// take hands one plaintext message to its client's goroutine.
+func (d *Originate) take(ctx context.Context, msg [][]byte) {
+	env := envelopeOf(msg)
+	if env == nil {
+		d.limit.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
+		return
+	}
+	if err := d.lim.checkEnvelope(env); err != nil {
+		d.limit.Warn("tlsdevice: client message dropped: its envelope is not honoured", "conn", printable(string(env[0])), "reason", err)
+		return
+	}
+	u := d.clientFor(ctx, env)
+	if u == nil {
+		return
+	}
+	select {
+	case u.requests <- request{env: env, parts: msg[len(env)+1:]}:
+		u.inflight++
+		u.lastUsed = time.Now()
+		d.lru.MoveToFront(u.elem)
+	default: // one client's backlog must not stall the others
+		if !u.refused {
+			u.refused = true
+			d.log.Warn("tlsdevice: requests dropped until the client's earlier ones are answered", "client", printable(string(u.identity)),
+				"reason", fmt.Sprintf("%d requests queued already (Limits.MaxPendingPerClient, -max-pending-per-client)", cap(u.requests)))
+		}
+	}
+}
+
+// clientFor returns the upstream client of a plaintext client, starting one if needed; nil
+// (after a log line) if there is no room.
 func (d *Originate) clientFor(ctx context.Context, env [][]byte) *upstreamClient {
 	key := tlszmq.RouteKey(env)
 	if e, ok := d.clients[key]; ok {
-		d.lru.MoveToFront(e)
 		return e.Value.(*upstreamClient)
 	}
-	for d.lru.Len() >= d.max {
-		old := d.lru.Remove(d.lru.Back()).(*upstreamClient)
-		delete(d.clients, old.key)
-		close(old.requests)
+	if d.lru.Len() >= d.lim.MaxSessions {
+		old := d.lru.Back().Value.(*upstreamClient)
+		if old.inflight > 0 {
+			d.limit.Warn("tlsdevice: new client refused: every upstream session is busy", "client", printable(string(env[len(env)-1])),
+				"sessions", d.lru.Len(), "reason", "Limits.MaxSessions, -max-sessions")
+			return nil
+		}
+		d.log.Info("tlsdevice: upstream session closed to make room", "client", printable(string(old.identity)), "sessions", d.lru.Len())
+		d.drop(old)
 	}
-	u := &upstreamClient{key: key, requests: make(chan request, 64)}
-	d.clients[key] = d.lru.PushFront(u)
+	uctx, cancel := context.WithCancel(ctx)
+	u := &upstreamClient{key: key, identity: append([]byte(nil), env[len(env)-1]...), ctx: uctx, cancel: cancel,
+		requests: make(chan request, d.lim.MaxPendingPerClient), lastUsed: time.Now()}
+	u.elem = d.lru.PushFront(u)
+	d.clients[key] = u.elem
+	d.sessions.Store(int64(d.lru.Len()))
 	d.wg.Add(1)
-	go d.serve(ctx, u, append([]byte(nil), env[len(env)-1]...))
+	d.goroutines.Add(1)
+	go d.serve(u)
 	return u
 }
 
-// serve carries one plaintext client's requests upstream, one at a time, until its channel
-// closes; then it closes the TLS session with close_notify.
-func (d *Originate) serve(ctx context.Context, u *upstreamClient, identity []byte) {
+// drop takes a client out of the table and stops its goroutine, which closes its session.
+func (d *Originate) drop(u *upstreamClient) {
+	d.lru.Remove(u.elem)
+	delete(d.clients, u.key)
+	d.sessions.Store(int64(d.lru.Len()))
+	u.cancel()
+}
+
+// expire closes the sessions that have been idle for IdleTimeout.
+func (d *Originate) expire(now time.Time) {
+	for e := d.lru.Back(); e != nil; e = d.lru.Back() {
+		u := e.Value.(*upstreamClient)
+		if u.inflight > 0 || now.Sub(u.lastUsed) < d.lim.IdleTimeout {
+			return
+		}
+		d.log.Info("tlsdevice: upstream session closed", "client", printable(string(u.identity)), "reason", fmt.Sprintf("idle for %v", d.lim.IdleTimeout))
+		d.drop(u)
+	}
+}
+
+// finished takes a request's outcome: the reply goes to its plaintext client.
+func (d *Originate) finished(r result) {
+	r.u.inflight--
+	if r.u.inflight == 0 {
+		r.u.refused = false
+	}
+	r.u.lastUsed = time.Now()
+	if r.ok {
+		d.sendBack(r)
+	}
+}
+
+// serve carries one plaintext client's requests upstream, one at a time, until its context
+// ends; then it closes the TLS session with close_notify. It waits for a slot first, so that
+// no more than MaxSessions goroutines hold sessions, those still stopping included.
+func (d *Originate) serve(u *upstreamClient) {
 	defer d.wg.Done()
+	defer d.goroutines.Add(-1)
+	select {
+	case d.slots <- struct{}{}:
+	case <-u.ctx.Done():
+		return
+	}
+	defer func() { <-d.slots }()
 	var c *tlszmq.Client
 	defer func() {
 		if c != nil {
 			c.Close()
 		}
 	}()
-	for req := range u.requests {
+	for {
+		var req request
+		select {
+		case req = <-u.requests:
+		case <-u.ctx.Done():
+			return
+		}
+		res := result{u: u, env: req.env}
 		if c == nil {
 			var err error
-			if c, err = tlszmq.NewClient(d.tctx, d.upstream, &tlszmq.ClientOptions{Pattern: tlszmq.DEALER, Timeout: d.timeout}); err != nil {
-				d.log.Warn("tlsdevice: no upstream session", "client", printable(string(identity)), "reason", err)
-				continue
+			if c, err = tlszmq.NewClient(d.tctx, d.upstream, &tlszmq.ClientOptions{Pattern: tlszmq.DEALER, Timeout: d.lim.Timeout}); err != nil {
+				d.limit.Warn("tlsdevice: no upstream session", "client", printable(string(u.identity)), "reason", err)
+				c = nil
 			}
 		}
-		rctx, cancel := context.WithTimeout(context.Background(), d.timeout)
-		parts, err := c.Request(rctx, req.parts...)
-		cancel()
-		if err != nil {
-			// The session is broken: the next request starts a new one.
-			d.log.Warn("tlsdevice: upstream request failed", "client", printable(string(identity)), "upstream", d.upstream, "reason", err)
-			c.Close()
-			c = nil
-			continue
+		if c != nil {
+			rctx, cancel := context.WithTimeout(u.ctx, d.lim.Timeout)
+			parts, err := c.Request(rctx, req.parts...)
+			cancel()
+			if u.ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				// The session is broken: the next request starts a new one.
+				d.limit.Warn("tlsdevice: upstream request failed", "client", printable(string(u.identity)), "upstream", d.upstream, "reason", err)
+				c.Close()
+				c = nil
+			} else {
+				res.parts, res.ok = parts, true
+			}
 		}
 		select {
-		case d.replies <- reply{env: req.env, parts: parts}:
-		case <-ctx.Done():
+		case d.results <- res:
+		case <-u.ctx.Done():
 			return
 		}
 	}
 }
 
 // sendBack sends a reply to its plaintext client.
-func (d *Originate) sendBack(r reply) {
+func (d *Originate) sendBack(r result) {
 	frames := make([]any, 0, len(r.env)+1+len(r.parts))
 	for _, f := range r.env {
 		frames = append(frames, f)
@@ -175,6 +298,6 @@ func (d *Originate) sendBack(r reply) {
 		frames = append(frames, p)
 	}
 	if _, err := d.front.SendMessageDontwait(frames...); err != nil {
-		d.log.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(r.env[len(r.env)-1])), "reason", err)
+		d.limit.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(r.env[len(r.env)-1])), "reason", err)
 	}
 }

@@ -22,25 +22,40 @@ import (
 // connects (tlsserver -connect does, with ZMQ_PROBE_ROUTER); the C++ server does not, and
 // libzmq 4.3's ZMQ_ROUTER_NOTIFY, which would reveal it, is a draft API that Debian's build
 // leaves out.
+//
+// Messages pass frame for frame, so an end-of-session notice (internal/notice) from a server
+// reaches its client unchanged. With Pin, the pin table is bounded by Limits (MaxClients,
+// MaxClientsPerConn, MaxBackends, MaxEnvelope), and a server's message reaches a client only
+// if that client is pinned to that server: no backend peer can write into another's sessions.
 type PassThrough struct {
 	front, back     *zmq.Socket
 	frontEP, backEP string
 	pin             bool
+	lim             Limits
 	pins            *pins
 	log             *slog.Logger
+	limit           *LogLimiter
 	backends        atomic.Int64 // pinned servers known, for readers on other goroutines
 }
 
-// NewPassThrough binds the client side (frontend) and the server side (backend).
+// NewPassThrough binds the client side (frontend) and the server side (backend), with the
+// default Limits but maxClients (0: the default).
 func NewPassThrough(frontend, backend string, pin bool, maxClients int, log *slog.Logger) (*PassThrough, error) {
+	return NewPassThroughLimits(frontend, backend, pin, Limits{MaxClients: maxClients}, log)
+}
+
+// NewPassThroughLimits is NewPassThrough with every limit of the pin table given.
+func NewPassThroughLimits(frontend, backend string, pin bool, lim Limits, log *slog.Logger) (*PassThrough, error) {
+	lim = lim.withDefaults()
 	front, frontEP, err := newRouter(frontend, pin)
 	if err != nil {
 		return nil, err
 	}
-	d := &PassThrough{front: front, frontEP: frontEP, pin: pin, log: logger(log)}
+	d := &PassThrough{front: front, frontEP: frontEP, pin: pin, lim: lim, log: logger(log)}
+	d.limit = NewLogLimiter(d.log)
 	if pin {
 		d.back, d.backEP, err = newRouter(backend, true)
-		d.pins = newPins(maxClients)
+		d.pins = newPins(lim)
 	} else {
 		d.back, err = zmq.NewSocket(zmq.DEALER)
 		if err == nil {
@@ -143,14 +158,18 @@ func (d *PassThrough) proxy(ctx context.Context) error {
 func (d *PassThrough) toBackend(msg [][]byte) {
 	env := envelopeOf(msg)
 	if env == nil {
-		d.log.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
+		d.limit.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
+		return
+	}
+	if err := d.lim.checkEnvelope(env); err != nil {
+		d.limit.Warn("tlsdevice: client message dropped: its envelope is not honoured", "conn", printable(string(env[0])), "reason", err)
 		return
 	}
 	key := tlszmq.RouteKey(env)
 	for range 2 { // a second try after a server turned out to be gone
-		server, err := d.pins.backendFor(key)
+		server, err := d.pins.backendFor(key, string(env[0]))
 		if err != nil {
-			d.log.Warn("tlsdevice: client message dropped", "client", printable(string(env[len(env)-1])), "reason", err)
+			d.limit.Warn("tlsdevice: client message dropped", "client", printable(string(env[len(env)-1])), "reason", err)
 			return
 		}
 		frames := make([]any, 0, len(msg)+1)
@@ -163,7 +182,7 @@ func (d *PassThrough) toBackend(msg [][]byte) {
 			return
 		}
 		if !isHostUnreachable(err) {
-			d.log.Warn("tlsdevice: forwarding failed", "server", printable(server), "reason", err)
+			d.limit.Warn("tlsdevice: forwarding failed", "server", printable(server), "reason", err)
 			return
 		}
 		d.log.Info("tlsdevice: server gone", "server", printable(server))
@@ -178,19 +197,29 @@ func (d *PassThrough) toFrontend(msg [][]byte) {
 		return
 	}
 	server := string(msg[0])
-	if d.pins.announce(server) {
+	if added, err := d.pins.announce(server); added {
 		d.backends.Store(int64(d.pins.count()))
 		d.log.Info("tlsdevice: server connected", "server", printable(server), "servers", d.pins.count())
+	} else if err != nil {
+		d.limit.Warn("tlsdevice: server not taken", "server", printable(server), "servers", d.pins.count(), "reason", err)
+		return
 	}
 	if len(msg) < 3 {
 		return // an announcement (ZMQ_PROBE_ROUTER's empty message)
+	}
+	// Only to a client pinned to this server: a backend peer cannot write into the TLS
+	// stream of another server's client.
+	env := envelopeOf(msg[1:])
+	if env == nil || d.pins.pinnedTo(tlszmq.RouteKey(env)) != server {
+		d.limit.Warn("tlsdevice: server message dropped: the client is not pinned to that server", "server", printable(server))
+		return
 	}
 	frames := make([]any, 0, len(msg)-1)
 	for _, f := range msg[1:] {
 		frames = append(frames, f)
 	}
 	if _, err := d.front.SendMessageDontwait(frames...); err != nil {
-		d.log.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(msg[1])), "reason", err)
+		d.limit.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(msg[1])), "reason", err)
 	}
 }
 

@@ -15,34 +15,55 @@ import (
 	zmq "github.com/pebbe/zmq4"
 )
 
-// pins assigns each client (by route key) to one backend peer (by routing id), the one with
-// the fewest clients when the client first comes, and keeps at most max assignments (the
-// least recently used goes first).
+// pins assigns each client (by route key) to one backend peer (by routing id), taking the
+// backends in turn, and bounds what it holds: at most max clients (the least recently used
+// goes first), at most perConn of them through one frontend connection (that connection's
+// least recently used goes first, so that one connection inventing envelopes only evicts its
+// own), and at most maxBackends backends. A backend found gone takes its clients' pins with it.
 type pins struct {
-	max      int
-	backends map[string]int // routing id → clients assigned
-	order    []string       // backends in the order they announced themselves
-	clients  map[string]*list.Element
-	lru      *list.List // *pin, most recent first
+	max, perConn, maxBackends int
+	backends                  map[string]int // routing id → clients pinned to it
+	order                     []string       // backends in the order they announced themselves
+	next                      int            // the next backend's turn, an index into order
+	clients                   map[string]*list.Element
+	lru                       *list.List            // *pin, most recent first
+	conns                     map[string]*list.List // connection → its *pin, most recent first
 }
 
-type pin struct{ client, backend string }
-
-func newPins(max int) *pins {
-	return &pins{max: max, backends: map[string]int{}, clients: map[string]*list.Element{}, lru: list.New()}
+type pin struct {
+	client, backend, conn string
+	lru, inConn           *list.Element
 }
 
-// announce records a backend that has connected.
-func (p *pins) announce(id string) bool {
+func newPins(lim Limits) *pins {
+	return &pins{max: lim.MaxClients, perConn: lim.MaxClientsPerConn, maxBackends: lim.MaxBackends,
+		backends: map[string]int{}, clients: map[string]*list.Element{}, lru: list.New(), conns: map[string]*list.List{}}
+}
+
+// errTooManyBackends refuses an announcement past Limits.MaxBackends.
+var errTooManyBackends = errors.New("too many backends: the announcement is ignored (Limits.MaxBackends, -max-backends)")
+
+// announce records a backend that has connected: true if it is new, an error if the table is
+// full.
+func (p *pins) announce(id string) (bool, error) {
 	if _, ok := p.backends[id]; ok {
-		return false
+		return false, nil
+	}
+	if len(p.order) >= p.maxBackends {
+		return false, errTooManyBackends
 	}
 	p.backends[id] = 0
 	p.order = append(p.order, id)
-	return true
+	return true, nil
 }
 
-// forget drops a backend that is gone, and its clients' assignments.
+// known reports whether a backend has announced itself and is not known to be gone.
+func (p *pins) known(id string) bool {
+	_, ok := p.backends[id]
+	return ok
+}
+
+// forget drops a backend that is gone, and its clients' pins.
 func (p *pins) forget(id string) {
 	delete(p.backends, id)
 	for i, b := range p.order {
@@ -53,44 +74,80 @@ func (p *pins) forget(id string) {
 	}
 	for e := p.lru.Front(); e != nil; {
 		next := e.Next()
-		if e.Value.(*pin).backend == id {
-			delete(p.clients, e.Value.(*pin).client)
-			p.lru.Remove(e)
+		if pn := e.Value.(*pin); pn.backend == id {
+			p.drop(pn)
 		}
 		e = next
+	}
+}
+
+// drop removes one pin.
+func (p *pins) drop(pn *pin) {
+	delete(p.clients, pn.client)
+	p.lru.Remove(pn.lru)
+	if l := p.conns[pn.conn]; l != nil {
+		l.Remove(pn.inConn)
+		if l.Len() == 0 {
+			delete(p.conns, pn.conn)
+		}
+	}
+	if _, ok := p.backends[pn.backend]; ok {
+		p.backends[pn.backend]--
 	}
 }
 
 // errNoBackend is returned when no backend has announced itself yet.
 var errNoBackend = errors.New("no backend has connected and announced itself yet")
 
-// backendFor returns the backend of a client, assigning one if it has none.
-func (p *pins) backendFor(client string) (string, error) {
+// backendFor returns the backend of a client that came through conn, pinning it to the next
+// backend in turn if it has none. Taking turns, rather than the backend with the fewest
+// clients, means that a backend that has just connected gets its share of the new clients,
+// not all of them.
+func (p *pins) backendFor(client, conn string) (string, error) {
 	if e, ok := p.clients[client]; ok {
-		p.lru.MoveToFront(e)
-		return e.Value.(*pin).backend, nil
+		pn := e.Value.(*pin)
+		p.lru.MoveToFront(pn.lru)
+		p.conns[pn.conn].MoveToFront(pn.inConn)
+		return pn.backend, nil
 	}
 	if len(p.order) == 0 {
 		return "", errNoBackend
 	}
-	best := p.order[0]
-	for _, b := range p.order[1:] {
-		if p.backends[b] < p.backends[best] {
-			best = b
-		}
+	p.next %= len(p.order)
+	backend := p.order[p.next]
+	p.next++
+	if l := p.conns[conn]; l != nil && l.Len() >= p.perConn {
+		p.drop(l.Back().Value.(*pin))
 	}
 	for p.lru.Len() >= p.max {
-		old := p.lru.Remove(p.lru.Back()).(*pin)
-		delete(p.clients, old.client)
-		p.backends[old.backend]--
+		p.drop(p.lru.Back().Value.(*pin))
 	}
-	p.clients[client] = p.lru.PushFront(&pin{client, best})
-	p.backends[best]++
-	return best, nil
+	l := p.conns[conn]
+	if l == nil {
+		l = list.New()
+		p.conns[conn] = l
+	}
+	pn := &pin{client: client, backend: backend, conn: conn}
+	pn.lru = p.lru.PushFront(pn)
+	pn.inConn = l.PushFront(pn)
+	p.clients[client] = pn.lru
+	p.backends[backend]++
+	return backend, nil
+}
+
+// pinnedTo returns the backend a client is pinned to, without touching it; "" if none.
+func (p *pins) pinnedTo(client string) string {
+	if e, ok := p.clients[client]; ok {
+		return e.Value.(*pin).backend
+	}
+	return ""
 }
 
 // count returns how many backends are known.
 func (p *pins) count() int { return len(p.order) }
+
+// len returns how many clients are pinned.
+func (p *pins) len() int { return p.lru.Len() }
 
 // queueDepth is the high-water mark of the device's sockets: how many messages may wait for
 // one peer (ZeroMQ's default is 1,000). A ROUTER drops what goes beyond it, and a frame

@@ -14,7 +14,9 @@ import (
 type WorkerFunc func(identity []byte, subject string, request [][]byte) [][]byte
 
 // RunWorker connects to a terminating device's backend, announces itself and answers requests
-// until ctx ends.
+// until ctx ends. Each reply goes back on the socket the request came in on, with the
+// request's token (16 random bytes) as it came: the device takes a reply only from the worker
+// it sent the request to.
 func RunWorker(ctx context.Context, endpoint string, h WorkerFunc) error {
 	sock, err := zmq.NewSocket(zmq.ROUTER)
 	if err != nil {
