@@ -1,14 +1,12 @@
 package tlszmq
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -16,12 +14,6 @@ import (
 	"github.com/tlszmq/tlszmq/internal/notice"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
-
-// serverSendDepth is the high-water mark of a server's ROUTER socket: how many messages
-// ZeroMQ queues toward one peer. Replies beyond it wait in the session's backlog, bounded in
-// bytes by MaxPendingOutput, instead of being dropped: a frame dropped from a TLS stream would
-// break the session.
-const serverSendDepth = 8
 
 // handlerSlice is how many of one session's messages the handler takes in a row before the
 // other sessions get their turn.
@@ -103,10 +95,9 @@ type ServerOptions struct {
 	// incoming message (default 16; each frame holds at most 255 bytes, libzmq's limit on a
 	// routing id). A message past it is dropped while it is received, before any session.
 	MaxEnvelopeFrames int
-	// MaxPendingOutput bounds the bytes of replies a server holds for a peer that does not
-	// read them (default 4 MiB), beyond the 8 messages ZeroMQ queues toward each peer (so a
-	// peer that never reads holds at most MaxPendingOutput and 8 reply frames; ZeroMQ keeps
-	// its 8 until the peer's connection goes, even after the session has ended). Replies held
+	// MaxPendingOutput bounds the bytes of replies waiting for a ZeroMQ connection that does
+	// not read them (default 4 MiB): those the server holds and those ZeroMQ queues, for
+	// every session behind the connection together; past it, those sessions end. Replies held
 	// back while a deferred request waits may take MaxPendingOutput beyond the largest
 	// message.
 	MaxPendingOutput int
@@ -150,11 +141,12 @@ type Server struct {
 	table    *sessionTable
 	hellos   *helloTable
 	stats    stats
-	scratch  []byte     // the framed encoding of one reply, reused (Serve's goroutine only)
-	frames   [][]byte   // the message being received, reused (Serve's goroutine only)
-	ready    []*session // sessions with messages waiting for the handler, in turn
-	blocked  []*session // sessions with replies ZeroMQ could not take yet
-	maxFrame int        // the largest ZeroMQ frame accepted (ZMQ_MAXMSGSIZE)
+	scratch  []byte             // the framed encoding of one reply, reused (Serve's goroutine only)
+	frames   [][]byte           // the message being received, reused (Serve's goroutine only)
+	ready    []*session         // sessions with messages waiting for the handler, in turn
+	outboxes map[string]*outbox // by connection: what waits for ZeroMQ to take it
+	blocked  []*outbox          // the outboxes holding replies
+	maxFrame int                // the largest ZeroMQ frame accepted (ZMQ_MAXMSGSIZE)
 
 	dropLogged    time.Time // when a dropped message was last logged
 	dropsUnlogged int       // messages dropped since
@@ -240,7 +232,7 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		}
 	}
 	return &Server{ctx: ctx, endpoint: endpoint, handler: handler, opts: o, log: o.Logger, sock: sock,
-		table: newSessionTable(), hellos: newHelloTable(), stop: make(chan struct{}), done: make(chan struct{}),
+		table: newSessionTable(), hellos: newHelloTable(), outboxes: map[string]*outbox{}, stop: make(chan struct{}), done: make(chan struct{}),
 		maxFrame: frameLimit(o.MaxMessageSize)}, nil
 }
 
@@ -314,6 +306,7 @@ func (s *Server) Serve(ctx context.Context) error {
 				}
 				if frames != nil {
 					s.handle(ctx, frames)
+					clear(frames) // the reused array must not keep this message's parts alive
 				}
 			}
 		}
@@ -354,6 +347,7 @@ func (s *Server) recv() ([][]byte, error) {
 		return frames, nil
 	}
 	s.drop(frames, b.err)
+	clear(frames)
 	return nil, nil
 }
 
@@ -440,7 +434,8 @@ func (s *Server) hello(key string, env [][]byte, payload []byte, now time.Time) 
 		if !isClientHello(payload) { // else the client started over
 			payload, since = append(h.buf, payload...), h.since // the clock runs from the first piece
 		}
-	} else if !startsClientHello(payload) {
+	}
+	if !couldStartClientHello(payload) {
 		// No session for what cannot begin one, so that stray or forged frames cost nothing.
 		// TLS records get the alert a fresh engine would send them, without one: a client
 		// whose session the server has forgotten (idle, evicted, a restart) learns it and
@@ -549,6 +544,12 @@ func startsClientHello(p []byte) bool {
 		len(p) >= 4 && p[0]&0x80 != 0 && p[2] == 1 && p[3] == 3
 }
 
+// couldStartClientHello reports whether a payload starts a ClientHello, or is too short to
+// tell and could (a first piece cut short, as a TCP bridge may send it).
+func couldStartClientHello(p []byte) bool {
+	return startsClientHello(p) || len(p) < 6 && p[0] == 22 && (len(p) < 2 || p[1] == 3)
+}
+
 // looksLikeRecord reports whether a payload starts with a TLS record header: a known content
 // type (20 to 24) and version 3.x.
 func looksLikeRecord(p []byte) bool {
@@ -573,6 +574,8 @@ func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, 
 		peer: Peer{Identity: route[len(route)-1], Route: route}}
 	sess.peer.sess = sess
 	sess.deframer = deframer{max: s.opts.MaxMessageSize, maxParts: s.opts.MaxParts, maxMsgs: s.opts.MaxMessagesPerFrame}
+	sess.out = s.outboxFor(route)
+	sess.out.sessions[sess] = struct{}{}
 	s.table.add(sess)
 	s.stats.sessions.Add(1)
 	return sess, nil
@@ -767,98 +770,16 @@ func (s *Server) fail(sess *session, err error) {
 // reply sends one message to the session's peer: the whole envelope, the delimiter and what
 // the engine has for the network (possibly nothing, so that a lock-step peer gets its answer),
 // all in one call, so that no half-sent envelope is ever left behind. What ZeroMQ cannot take
-// now (the peer does not read) waits in the session's backlog, in order, within
+// now (the peer does not read) waits in the connection's outbox, in order, within
 // MaxPendingOutput.
 func (s *Server) reply(sess *session) error {
 	sess.owed = false
-	if len(sess.backlog) > 0 {
-		if sess.e.NeedsWrite() {
-			s.hold(sess, sess.e.AppendData(nil))
-		}
-		return s.flush(sess)
-	}
-	n, err := sess.e.sendData(func(out []byte) error {
-		err := s.send(sess.peer.Route, out)
-		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
-			s.hold(sess, bytes.Clone(out))
-			return nil
-		}
-		return err
-	})
+	n, err := sess.e.sendData(func(out []byte) error { return s.deliver(sess.out, sess.peer.Route, out) })
 	if n == 0 && err == nil {
-		err = s.send(sess.peer.Route, nil) // a lock-step peer's answer, empty
-		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
-			s.hold(sess, []byte{})
-			err = nil
-		}
-	}
-	if err != nil {
-		return err
+		err = s.deliver(sess.out, sess.peer.Route, nil) // a lock-step peer's answer, empty
 	}
 	s.stats.bytesOut.Add(int64(n))
-	if sess.queued > s.opts.MaxPendingOutput {
-		return overBudget("MaxPendingOutput", "more than %d bytes of replies the peer does not read", s.opts.MaxPendingOutput)
-	}
-	return nil
-}
-
-// hold puts a reply ZeroMQ could not take into the session's backlog.
-func (s *Server) hold(sess *session, out []byte) {
-	if !sess.blocked {
-		sess.blocked = true
-		s.blocked = append(s.blocked, sess)
-	}
-	sess.backlog = append(sess.backlog, out)
-	sess.queued += heldCost(out)
-}
-
-// heldCost is what a reply held in a backlog counts towards MaxPendingOutput: its bytes, and
-// the envelope it goes out with, so that empty replies are not free.
-func heldCost(out []byte) int { return len(out) + 64 }
-
-// flush sends what the session's backlog holds, oldest first, as far as ZeroMQ takes it.
-func (s *Server) flush(sess *session) error {
-	for len(sess.backlog) > 0 {
-		out := sess.backlog[0]
-		err := s.send(sess.peer.Route, out)
-		if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		s.stats.bytesOut.Add(int64(len(out)))
-		sess.backlog[0] = nil
-		sess.backlog = sess.backlog[1:]
-		sess.queued -= heldCost(out)
-	}
-	if len(sess.backlog) == 0 {
-		sess.backlog = nil
-	}
-	if sess.queued > s.opts.MaxPendingOutput {
-		return overBudget("MaxPendingOutput", "more than %d bytes of replies the peer does not read", s.opts.MaxPendingOutput)
-	}
-	return nil
-}
-
-// unblock retries the backlogs of the sessions whose peers were slow to read.
-func (s *Server) unblock() {
-	blocked := s.blocked
-	s.blocked = nil
-	for _, sess := range blocked {
-		if sess.gone {
-			continue
-		}
-		if err := s.flush(sess); err != nil {
-			s.unsendable(sess, err)
-			continue
-		}
-		if len(sess.backlog) > 0 {
-			s.blocked = append(s.blocked, sess)
-		} else {
-			sess.blocked = false
-		}
-	}
+	return err
 }
 
 // replyOrRemove replies, and removes the session if the reply could not be sent: a TLS
@@ -870,17 +791,6 @@ func (s *Server) replyOrRemove(sess *session) error {
 		s.unsendable(sess, err)
 	}
 	return err
-}
-
-// unsendable ends a session whose replies could not be sent or went past MaxPendingOutput.
-func (s *Server) unsendable(sess *session, err error) {
-	reason := "the reply could not be sent: " + err.Error()
-	if errors.Is(err, errBudget) {
-		s.stats.budget.Add(1)
-		reason = err.Error()
-	}
-	sess.backlog, sess.queued = nil, 0 // the peer does not read: nothing more goes its way
-	s.remove(sess, reason)
 }
 
 // send sends route, the delimiter and payload as one message without waiting. Only the first
@@ -909,11 +819,14 @@ func (s *Server) remove(sess *session, reason string) {
 	s.stats.removed.Add(1)
 	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
 	if notice.Capable(sess.peer.Route) {
-		if s.flush(sess); len(sess.backlog) == 0 {
-			s.send(sess.peer.Route, notice.Payload(reason))
-		}
+		s.deliver(sess.out, sess.peer.Route, notice.Payload(reason)) // after its last TLS bytes
 	}
-	sess.backlog, sess.queued, sess.inbox, sess.frames = nil, 0, nil, nil
+	sess.inbox, sess.frames = nil, nil
+	o := sess.out
+	delete(o.sessions, sess)
+	if len(o.sessions) == 0 && !o.blocked {
+		delete(s.outboxes, o.id)
+	}
 }
 
 // releaseAfter is how long a session stays quiet before the server lets its buffers go

@@ -652,3 +652,44 @@ func TestForgottenSessionGetsAnAlert(t *testing.T) {
 		})
 	}
 }
+
+// A ClientHello cut anywhere into two frames, even inside its record header (a TCP bridge may
+// read it so), makes a session: the first piece waits without an engine, the second completes
+// it, and the client's engine takes the server's answer.
+func TestClientHelloInPieces(t *testing.T) {
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo, nil)
+	for _, cut := range []int{1, 3, 5, 6, 100} {
+		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+			c, err := NewClientEngine(mustContext(t, RoleClient, clientConfig()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Update()
+			hello := c.GetData()
+			d, err := zmq.NewSocket(zmq.DEALER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			d.SetLinger(0)
+			d.SetRcvtimeo(5 * time.Second)
+			if err := d.Connect(srv.Endpoint()); err != nil {
+				t.Fatal(err)
+			}
+			d.SendMessage("", hello[:cut])
+			first, err := d.RecvMessageBytes(0)
+			if err != nil || len(first[len(first)-1]) != 0 {
+				t.Fatalf("the first piece: %q, %v; want an empty answer", first, err)
+			}
+			d.SendMessage("", hello[cut:])
+			second, err := d.RecvMessageBytes(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.PutData(second[len(second)-1]); err != nil || !c.NeedsWrite() && !c.HandshakeComplete() {
+				t.Fatalf("the server's answer to the whole ClientHello: %v", err)
+			}
+		})
+	}
+}

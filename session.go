@@ -44,10 +44,8 @@ type session struct {
 	frames   [][]byte   // frames received while messages wait, not yet decrypted
 	held     int        // their bytes, within MaxMessageSize
 	owed     bool       // a frame came in since the last reply went out
-	backlog  [][]byte   // replies ZeroMQ could not take yet, oldest first
-	queued   int        // their bytes, bounded by MaxPendingOutput
+	out      *outbox    // the outbox of the connection the session comes by
 	turn     bool       // waiting in Server.ready for its turn with the handler
-	blocked  bool       // listed in Server.blocked
 	gone     bool       // removed from the table
 	created  time.Time
 	lastSeen time.Time

@@ -469,14 +469,20 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 					continue
 				}
 				if len(links) >= b.opts.MaxConns {
-					// A link the TCP server has not answered for a while (a ClientHello that
-					// never ends, forged routes) makes room, the oldest first; links in use
-					// never do.
-					if old := oldestUnheard(links, time.Now().Add(-unheardGrace)); old != nil {
+					// Room is made, in this order: by the ZeroMQ connection that carries the
+					// most links (routes behind one connection are made up at will), its
+					// oldest; else by a link the TCP server has not answered for a while (a
+					// ClientHello that never ends), the oldest; else the bytes are refused.
+					if old := oldestOfBusiestConn(links); old != nil {
+						drop(old, fmt.Sprintf("%d connections carried already: the ZeroMQ connection with the most links gives up its oldest (-max-conns)", b.opts.MaxConns))
+					} else if old := oldestUnheard(links, time.Now().Add(-unheardGrace)); old != nil {
 						drop(old, fmt.Sprintf("%d connections carried already, and the TCP server has not answered this one yet: the oldest such makes room (-max-conns)", b.opts.MaxConns))
 					} else {
-						b.limit.Warn("bridge: TLSZMQ client's bytes dropped", "client", printableID(env[len(env)-1]),
-							"reason", fmt.Sprintf("%d connections carried already (-max-conns)", b.opts.MaxConns))
+						reason := fmt.Sprintf("%d connections carried already (-max-conns)", b.opts.MaxConns)
+						b.limit.Warn("bridge: TLSZMQ client's bytes dropped", "client", printableID(env[len(env)-1]), "reason", reason)
+						if notice.Capable(env) {
+							b.send(sock, env, notice.Payload(reason))
+						}
 						continue
 					}
 				}
@@ -484,10 +490,10 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 				links[key] = l
 				b.conns.Store(int64(len(links)))
 			}
-			l.last = time.Now()
 			if len(payload) == 0 {
-				continue
+				continue // not activity: empty frames keep no link alive
 			}
+			l.last = time.Now()
 			if l.conn == nil {
 				l.early = append(l.early, payload)
 				if l.nearly += len(payload); l.nearly > b.opts.MaxQueue {
@@ -501,6 +507,29 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 		}
 	}
 	return nil
+}
+
+// oldestOfBusiestConn returns the oldest link of the ZeroMQ connection (the first envelope
+// frame) that carries the most links, if it carries more than one; else nil.
+func oldestOfBusiestConn(links map[string]*tcpLink) *tcpLink {
+	count := map[string]int{}
+	busiest, most := "", 1
+	for _, l := range links {
+		c := string(l.env[0])
+		if count[c]++; count[c] > most {
+			busiest, most = c, count[c]
+		}
+	}
+	if busiest == "" {
+		return nil
+	}
+	var old *tcpLink
+	for _, l := range links {
+		if string(l.env[0]) == busiest && (old == nil || l.born.Before(old.born)) {
+			old = l
+		}
+	}
+	return old
 }
 
 // unheardGrace is how long a new link may wait for the TCP server's first bytes before it can

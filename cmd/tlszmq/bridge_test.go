@@ -504,8 +504,9 @@ func dealer(t *testing.T, endpoint, id string) *zmq.Socket {
 }
 
 // collect receives from socks until want messages have come (within 5 s), and 200 ms more for
-// any beyond; check sees each (the index of its socket, the message). It returns the count.
-func collect(t *testing.T, socks []*zmq.Socket, want int, check func(i int, msg [][]byte)) int {
+// any beyond; check sees each (the index of its socket, the message) and says whether it
+// counts. It returns the count.
+func collect(t *testing.T, socks []*zmq.Socket, want int, check func(i int, msg [][]byte) bool) int {
 	t.Helper()
 	poller := zmq.NewPoller()
 	for _, s := range socks {
@@ -519,7 +520,9 @@ func collect(t *testing.T, socks []*zmq.Socket, want int, check func(i int, msg 
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(slices.Index(socks, p.Socket), msg)
+			if !check(slices.Index(socks, p.Socket), msg) {
+				continue
+			}
 			if n++; n == want {
 				until = time.Now().Add(200 * time.Millisecond)
 			}
@@ -547,11 +550,20 @@ func TestBridgeZMQSideBounded(t *testing.T) {
 			s.SendMessage("", hello(fmt.Sprintf("hello %d", i)))
 			socks = append(socks, s)
 		}
-		answered := collect(t, socks, maxConns, func(i int, msg [][]byte) {
+		refused := 0
+		answered := collect(t, socks, maxConns, func(i int, msg [][]byte) bool {
+			if reason, ok := notice.Parse(msg[len(msg)-1]); ok && strings.Contains(reason, "(-max-conns)") {
+				refused++ // a client past the cap, told so
+				return false
+			}
 			if len(msg) != 2 || string(msg[1]) != hello(fmt.Sprintf("hello %d", i)) {
 				t.Fatalf("client %d got %q", i, msg)
 			}
+			return true
 		})
+		if refused != 2*maxConns {
+			t.Fatalf("round %d: %d clients told they were refused, want %d", round, refused, 2*maxConns)
+		}
 		if answered != maxConns || b.conns.Load() != maxConns || echo.open() != maxConns {
 			t.Fatalf("round %d: %d clients answered, %d links, %d TCP connections; want %d", round, answered, b.conns.Load(), echo.open(), maxConns)
 		}
@@ -561,10 +573,11 @@ func TestBridgeZMQSideBounded(t *testing.T) {
 		if round%2 == 0 {
 			// The TCP server closes: the links go, and their clients are told.
 			echo.closeAll()
-			notified := collect(t, socks, maxConns, func(i int, msg [][]byte) {
+			notified := collect(t, socks, maxConns, func(i int, msg [][]byte) bool {
 				if reason, ok := notice.Parse(msg[len(msg)-1]); !ok || !strings.Contains(reason, "closed") {
 					t.Fatalf("client %d got %q, want a notice", i, msg)
 				}
+				return true
 			})
 			if notified != maxConns {
 				t.Fatalf("round %d: %d clients notified, want %d", round, notified, maxConns)
@@ -701,9 +714,9 @@ func TestBridgeQueueBounded(t *testing.T) {
 	}
 }
 
-// -bind: links the TCP server never answers (ClientHellos that never end, forged routes) do not
-// hold every place: after a second, the oldest of them makes room for a new client, and its
-// client is told; a link the server has answered is never pushed out.
+// -bind: links the TCP server never answers (ClientHellos that never end) do not hold every
+// place: after a second, the oldest of them makes room for a new client, and its client is
+// told; within the second, the new client is refused.
 func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -766,10 +779,11 @@ func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
 	}
 }
 
-// openssl s_client through the bridge sees TCP semantics when the server ends the session:
-// after the server's fatal alert, after its close_notify, and when the server forgets an idle
-// session (no TLS bytes at all: only the bridge's closing tells s_client, which would otherwise
-// wait on its open stdin for ever), the TCP connection closes within a second and s_client exits.
+// openssl s_client through the bridge when the server ends the session: after the server's
+// fatal alert and after its close_notify, s_client ends by itself, within a second (the
+// crypto/tls tests above check that the bridge closes the TCP connection itself); when the server forgets an idle session there are no TLS bytes at all, and only the
+// bridge's closing the TCP connection ends s_client, which would otherwise wait on its open
+// stdin for ever: it must exit within a second.
 func TestBridgeSClientSeesTheEnd(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -828,9 +842,49 @@ func TestBridgeSClientSeesTheEnd(t *testing.T) {
 			case <-time.After(limit):
 				t.Fatalf("s_client still runs %v after the end began: the TCP connection is open\n%s", limit, out.String())
 			}
-			if !strings.Contains(log.String(), "ended the session") {
+			// After an alert or close_notify, s_client may close its side first; the bridge's
+			// own closing is what the idle case shows.
+			if tc.after == nil && tc.opts.IdleTimeout > 0 && !strings.Contains(log.String(), "ended the session") {
 				t.Errorf("the bridge logged no end of session:\n%s", log.String())
 			}
 		})
+	}
+}
+
+// -bind: one ZeroMQ connection that makes up routes cannot hold every place, even with links
+// its TCP server has answered: a client on another connection takes the place of that
+// connection's oldest link, whose route is told.
+func TestBridgeOneConnectionCannotHoldEveryPlace(t *testing.T) {
+	echo := newTCPEcho(t)
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
+	b := newBridge(bridgeOptions{MaxConns: 4, Log: quiet})
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, echo.ln.Addr().String()) })
+
+	forger := dealer(t, endpoint, "forger")
+	defer forger.Close()
+	forger.SetRcvtimeo(5 * time.Second)
+	for i := range 4 { // four made-up routes, each answered by the TCP server
+		route := fmt.Sprintf("%sforged-%d", notice.IdentityPrefix, i)
+		forger.SendMessage(route, "", hello(route))
+		if msg, err := forger.RecvMessage(0); err != nil || msg[len(msg)-1] != hello(route) {
+			t.Fatalf("forged route %d: %q, %v", i, msg, err)
+		}
+	}
+	other := dealer(t, endpoint, "other")
+	defer other.Close()
+	other.SetRcvtimeo(5 * time.Second)
+	other.SendMessage("", hello("other"))
+	if msg, err := other.RecvMessage(0); err != nil || msg[len(msg)-1] != hello("other") {
+		t.Fatalf("the client on another connection: %q, %v", msg, err)
+	}
+	msg, err := forger.RecvMessageBytes(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reason, ok := notice.Parse(msg[len(msg)-1]); !ok || string(msg[0]) != notice.IdentityPrefix+"forged-0" || !strings.Contains(reason, "-max-conns") {
+		t.Fatalf("the forger got %q, want a notice for its oldest route", msg)
+	}
+	if n := b.conns.Load(); n != 4 {
+		t.Fatalf("%d links, want 4", n)
 	}
 }
