@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -44,8 +45,11 @@ type ClientOptions struct {
 	// address; a client with no host to use (an ipc:// or inproc:// endpoint, or Bind) that
 	// verifies the server fails with ErrNoServerName, unless Config.VerifyChainOnly is set.
 	ServerName string
-	// Timeout bounds the handshake and each Recv when their context has no deadline
-	// (default DefaultTimeout).
+	// Timeout bounds each wait when the call's context has no deadline (default
+	// DefaultTimeout): the handshake, a Request's or a Recv's wait for a message, a wait for
+	// the client while another goroutine holds it (its handshake, a REQ Request's turn). A
+	// wait that runs out fails with an error that is both ErrTimeout and
+	// context.DeadlineExceeded, as when the context's deadline passes.
 	Timeout time.Duration
 	// FinishedWait is how long a REQ client waits for a C++ server's answer to its last
 	// handshake flight before it sends data without one (default 1 s); see Client.Handshake.
@@ -64,23 +68,114 @@ type ClientOptions struct {
 	Reconnect bool
 }
 
-// Client is a TLS client over a ZeroMQ REQ or DEALER socket. It is not safe for concurrent
-// use.
+// Client is a TLS client over a ZeroMQ REQ or DEALER socket.
+//
+// # Concurrency
+//
+// A Client is safe for concurrent use by several goroutines:
+//
+//   - Over DEALER, concurrent Requests pipeline on the one TLS session. The server answers a
+//     session's messages in order, so replies are matched to Requests in the order their
+//     messages left: each Request takes the next message that arrives after its own has left
+//     and that an earlier Request does not take. A Request that gives up (its context ends,
+//     or the client's Timeout passes) keeps its place: its reply is read when it comes, so
+//     that the TLS stream stays whole, and dropped.
+//   - Over REQ, Requests take turns: one is in flight at a time, as REQ demands, and the
+//     others wait for their turn within their own context (or Timeout).
+//   - Recv returns the messages that no Request takes: those that arrive while no Request
+//     waits (replies to Send and Queue, messages a server sends of itself), and those a frame
+//     carries beyond a REQ Request's reply. Matching is by order alone, so on a DEALER client
+//     do not have replies to Send or Queue outstanding while Requests are in flight: a
+//     Request would take one of them. One goroutine doing Send and Recv while others do
+//     Requests works when the server does not answer what Send sends (a one-way message).
+//   - Send, Queue, Flush, Handshake and Reconnect are each one step under the client's lock;
+//     messages that several goroutines Queue go out together. Over REQ, a Send or Queue
+//     while a reply is owed (to a Send, or to a Request in flight) fails with ErrReplyOwed,
+//     and so does a Request while the reply to a Send is owed.
+//   - Close ends every wait (ErrClosed); a Reconnect ends the waits of the Requests in flight
+//     on the old session, and a server's close_notify those of all (ErrPeerClosed).
+//
+// One lock guards the socket and the engine, and whoever holds it is the only goroutine that
+// touches them: a ZeroMQ socket must not be used by two threads at once. A goroutine that
+// waits for a message reads the socket for every waiter while nobody else does, handing each
+// message to its Request, and gives the lock up while it polls whenever another goroutine
+// wants it. The socket thus moves from goroutine to goroutine, and so from OS thread to OS
+// thread: libzmq allows that behind a full memory barrier, which the lock (a channel
+// operation) provides. What Engine returns is the client's engine: use it only while no other
+// goroutine uses the client.
+//
+// # After a timeout
+//
+// A Request that gave up leaves the session usable, and the next call works without the
+// caller doing anything:
+//
+//   - DEALER: the next Request goes at once; the late reply is read when it comes (its TLS
+//     records come before those of the next reply, and the engine must read them in order)
+//     and dropped.
+//   - REQ: the socket still owes the late reply. The next Request, Send or Queue first waits
+//     for it, within its own context, reads it and drops it, and then sends. ZMQ_REQ_RELAXED
+//     would let the socket send at once, but libzmq then discards the part of the late reply
+//     that has arrived (and with ZMQ_REQ_CORRELATE the part that arrives later): TLS records
+//     would be lost and the session broken. So the client reads the late reply instead of
+//     skipping it, which keeps the session and costs no handshake. With
+//     ClientOptions.Reconnect the client starts a new session instead (ZeroMQ's "lazy pirate":
+//     a new socket, and a new, resumed where the server allows, TLS session), which also
+//     gets past a server that will never answer; without it, a reply that never comes makes
+//     the next calls time out too, until Reconnect.
+//
+// A wait that runs out of time, by the client's Timeout or a context's deadline, fails with
+// an error that is both ErrTimeout and context.DeadlineExceeded (errors.Is); a cancelled
+// context gives context.Canceled; the server's close_notify gives ErrPeerClosed (also
+// io.EOF). Each error names the endpoint.
 type Client struct {
 	ctx      *Context
 	endpoint string
 	opts     ClientOptions
-	sock     *zmq.Socket
-	poller   *zmq.Poller
-	e        *Engine
-	framed   bool
-	deframer deframer
-	inbox    [][][]byte
-	queued   []byte // framed plaintext of the messages Queue has gathered, not yet sent
-	batched  int    // how many messages queued holds
-	owed     bool   // REQ: a request was sent and its reply not yet received
-	broken   error  // what made the session unusable, for Reconnect
-	closed   bool
+
+	lk      chan struct{} // the client's lock (see lock); guards everything below it
+	turn    chan struct{} // REQ: held by a Request from its turn to its reply
+	want    atomic.Int32  // goroutines waiting for lk
+	polling atomic.Bool   // the holder of lk polls, and gives lk up when woken (wake)
+	closing atomic.Bool   // Close has been called: waits end
+	wake    wakeup
+
+	sock       *zmq.Socket
+	poller     *zmq.Poller
+	wakePolled bool // poller holds wake's receiving socket
+	e          *Engine
+	framed     bool
+	deframer   deframer
+	inbox      [][][]byte // messages no Request took, for Recv
+	queued     []byte     // framed plaintext of the messages Queue has gathered, not yet sent
+	batched    int        // how many messages queued holds
+	owed       bool       // REQ: a request was sent and its reply not yet received
+	broken     error      // what made the session unusable, for Reconnect
+	closed     bool
+	pending    fifo      // Requests waiting for their replies, in the order their messages left
+	sleepers   []*waiter // goroutines waiting without the lock, to be woken
+	reader     *waiter   // the goroutine that reads the socket for the waiters, if any
+}
+
+// ErrPeerClosed is wrapped by the error of a client call that finds the session closed by the
+// server's close_notify: a Recv with no message left, a Request whose reply cannot come any
+// more. The error names the endpoint. It wraps io.EOF, so errors.Is(err, io.EOF) holds too.
+var ErrPeerClosed error = &wrapped{"tlszmq: the peer closed the session (close_notify)", io.EOF}
+
+// wrapped is an error with a message of its own around another.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.err }
+
+func (c *Client) peerClosedErr() error {
+	return &wrapped{"tlszmq: " + c.endpoint + " closed the session (close_notify)", ErrPeerClosed}
+}
+
+func (c *Client) noMessageErr() error {
+	return fmt.Errorf("tlszmq: the reply from %s carried no message", c.endpoint)
 }
 
 // NewClient makes a client of endpoint (e.g. "tcp://localhost:5556") with a client Context.
@@ -101,7 +196,7 @@ func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, err
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = DefaultMaxMessageSize
 	}
-	c := &Client{ctx: ctx, endpoint: endpoint, opts: o}
+	c := &Client{ctx: ctx, endpoint: endpoint, opts: o, lk: make(chan struct{}, 1), turn: make(chan struct{}, 1)}
 	if err := c.open(); err != nil {
 		return nil, err
 	}
@@ -159,7 +254,7 @@ func (c *Client) open() error {
 		e.Close()
 		return fmt.Errorf("tlszmq: client %s: %w", c.endpoint, err)
 	}
-	c.e, c.sock, c.poller = e, sock, zmq.NewPoller()
+	c.e, c.sock, c.poller, c.wakePolled = e, sock, zmq.NewPoller(), false
 	c.poller.Add(sock, zmq.POLLIN)
 	c.framed, c.deframer, c.inbox, c.queued, c.batched, c.owed, c.broken = false, deframer{max: o.MaxMessageSize, maxMsgs: replyBatch}, nil, nil, 0, false, nil
 	return nil
@@ -168,16 +263,26 @@ func (c *Client) open() error {
 // Reconnect drops the client's socket and session and starts over with new ones, resuming
 // the old session where the server allows (a server that kept its session ticket key: the
 // same process, or one given the same SessionTicketKey). Messages not yet answered are lost
-// with the old socket: each of them has had, or gets, an error. With
-// ClientOptions.Reconnect a client does this by itself before it sends again after a failure.
+// with the old socket: each of them has had, or gets, an error (the Requests still waiting for
+// theirs get it at once). With ClientOptions.Reconnect a client does this by itself before it
+// sends again after a failure.
 func (c *Client) Reconnect(ctx context.Context) error {
+	if err := c.lock(ctx, "reconnecting to"); err != nil {
+		return err
+	}
+	defer c.unlock()
 	if err := c.usable(); err != nil {
 		return err
 	}
+	return c.reconnect(ctx)
+}
+
+func (c *Client) reconnect(ctx context.Context) error {
 	var session []byte
 	if c.e.HandshakeComplete() {
 		session, _ = c.e.Session()
 	}
+	c.failPending(fmt.Errorf("tlszmq: client %s: the session was restarted (Reconnect) before the reply came", c.endpoint))
 	// The old socket goes at once with whatever it still queues: those messages have had
 	// their errors. Its close cannot fail in a way that matters to the new one.
 	c.sock.SetLinger(0)
@@ -185,6 +290,8 @@ func (c *Client) Reconnect(ctx context.Context) error {
 	c.e.Close()
 	if err := c.open(); err != nil {
 		c.closed = true // nothing left to close
+		c.wake.close()
+		c.kickAll()
 		return err
 	}
 	if session != nil {
@@ -208,7 +315,7 @@ func (c *Client) recover(ctx context.Context) error {
 	if c.broken == nil || !c.opts.Reconnect || c.closed {
 		return nil
 	}
-	return c.Reconnect(ctx)
+	return c.reconnect(ctx)
 }
 
 // endpointHost returns the host of a tcp:// endpoint a client connects to ("localhost" for
@@ -255,15 +362,25 @@ func newSocket(typ zmq.Type, identity string, maxMsg int) (*zmq.Socket, error) {
 // Endpoint returns the endpoint the client was made for.
 func (c *Client) Endpoint() string { return c.endpoint }
 
-// Engine returns the client's TLS engine, for its ConnectionState and the like.
-func (c *Client) Engine() *Engine { return c.e }
+// Engine returns the client's TLS engine, for its ConnectionState and the like. The engine is
+// the client's: use it only while no other goroutine uses the client (a Reconnect replaces it).
+func (c *Client) Engine() *Engine {
+	c.lockWait()
+	defer c.unlock()
+	return c.e
+}
 
-// ConnectionState returns the engine's ConnectionState.
-func (c *Client) ConnectionState() ConnectionState { return c.e.ConnectionState() }
+// ConnectionState returns the engine's ConnectionState. It waits for a handshake in progress.
+func (c *Client) ConnectionState() ConnectionState {
+	c.lockWait()
+	defer c.unlock()
+	return c.e.ConnectionState()
+}
 
 // Handshake runs the TLS handshake, if it has not run yet, within ctx (or the client's
 // Timeout when ctx has no deadline). A server that never answers gives an error wrapping
-// ErrTimeout that names the endpoint.
+// ErrTimeout (and context.DeadlineExceeded) that names the endpoint. Other goroutines' calls
+// wait for the handshake to end.
 //
 // The client finishes the handshake before it sends any data: its last flight (TLS 1.3's
 // Finished) goes alone, and it takes the server's answer to it (the session tickets) before
@@ -272,15 +389,33 @@ func (c *Client) ConnectionState() ConnectionState { return c.e.ConnectionState(
 // flight: a REQ client that gets no answer within FinishedWait sends its data anyway (a
 // tlszmq server always answers, and is waited for).
 func (c *Client) Handshake(ctx context.Context) error {
+	if err := c.lock(ctx, "handshake with"); err != nil {
+		return err
+	}
+	defer c.unlock()
 	if err := c.usable(); err != nil {
 		return err
+	}
+	return c.prepare(ctx)
+}
+
+// prepare makes the session ready to send, with the lock held: a broken one started over
+// (ClientOptions.Reconnect), the handshake done.
+func (c *Client) prepare(ctx context.Context) error {
+	if c.e.PeerClosed() && c.broken == nil {
+		c.broken = c.peerClosedErr() // nothing sent now would be answered
 	}
 	if err := c.recover(ctx); err != nil {
 		return err
 	}
+	if c.e.PeerClosed() {
+		return c.peerClosedErr()
+	}
 	return c.fail(c.handshake(ctx))
 }
 
+// handshake runs the handshake with the lock held, which it keeps throughout: nobody else can
+// use the session before it is done.
 func (c *Client) handshake(ctx context.Context) error {
 	if c.e.HandshakeComplete() {
 		return nil
@@ -325,7 +460,7 @@ func (c *Client) handshake(ctx context.Context) error {
 	}
 	payload, err := c.recvFrame(ctx, wait, "answer to the last handshake flight from")
 	switch {
-	case errors.Is(err, ErrTimeout) && !c.framed:
+	case errors.Is(err, ErrTimeout) && !c.framed && ctx.Err() == nil:
 		c.owed = false // REQ_RELAXED lets the next request go
 		return nil
 	case err != nil:
@@ -334,15 +469,71 @@ func (c *Client) handshake(ctx context.Context) error {
 	return c.absorb(payload)
 }
 
+// recvFrame waits for one frame until the time given, with the lock held throughout, and
+// returns its payload; what names the wait in errors, before the endpoint ("reply from").
+func (c *Client) recvFrame(ctx context.Context, until time.Time, what string) ([]byte, error) {
+	for {
+		if err := c.waitErr(ctx, until, what); err != nil {
+			return nil, err
+		}
+		frame, err := c.poll(until, what)
+		if err != nil {
+			return nil, err
+		}
+		if frame {
+			return c.recvPayload(what)
+		}
+	}
+}
+
+// settle readies a REQ socket that owes the reply to Requests that gave up (see Client,
+// "After a timeout"): it waits for that reply, within ctx or the client's Timeout, reads it
+// and drops it. The socket must receive it before it sends again, and the engine must read its
+// records before those of the next reply.
+func (c *Client) settle(ctx context.Context) error {
+	if c.opts.Pattern != REQ || !c.owed || !c.pending.onlyGone() {
+		return nil
+	}
+	w := getWaiter(waitOwed)
+	err := c.await(ctx, deadline(ctx, c.opts.Timeout), w, "late reply (to a request that gave up) from")
+	putWaiter(w)
+	if err == nil {
+		err = c.e.Err()
+	}
+	return c.fail(err)
+}
+
 // Send sends one message of one or more parts, with any that Queue has gathered before it.
 // Multi-part and empty messages need a tlszmq server (the framed protocol, see
 // ProtocolFramed); with a C++ server a message is one non-empty part. A REQ client must Recv
-// the reply before the next Send.
+// the reply before the next Send. The wait for the client (another goroutine's handshake, a
+// REQ reply owed to a Request that gave up) ends with ctx, or the client's Timeout.
 func (c *Client) Send(ctx context.Context, parts ...[]byte) error {
-	if err := c.Queue(ctx, parts...); err != nil {
+	if err := c.lock(ctx, "sending to"); err != nil {
 		return err
 	}
-	return c.Flush()
+	defer c.unlock()
+	if err := c.ready2send(ctx); err != nil {
+		return err
+	}
+	if err := c.fail(c.queue(parts)); err != nil {
+		return err
+	}
+	if len(c.queued) == 0 {
+		return nil
+	}
+	return c.fail(c.flushQueued())
+}
+
+// ready2send makes the client ready to send, with the lock held.
+func (c *Client) ready2send(ctx context.Context) error {
+	if err := c.usable(); err != nil {
+		return err
+	}
+	if err := c.prepare(ctx); err != nil {
+		return err
+	}
+	return c.settle(ctx)
 }
 
 // queueLimit is how much plaintext Queue gathers before it sends by itself: four full TLS
@@ -360,9 +551,14 @@ const replyBatch = 4 * defaultMaxMessagesPerFrame
 // such a batch as the separate messages it holds and answers them in one reply. A REQ client
 // has one batch in flight: once one has gone out, Queue returns ErrReplyOwed until its reply
 // is received. With a C++ server (no framed protocol) there is nothing to gather messages
-// into: Queue sends at once.
+// into: Queue sends at once. Messages that several goroutines Queue go out together, each
+// whole, in the order Queue took them.
 func (c *Client) Queue(ctx context.Context, parts ...[]byte) error {
-	if err := c.Handshake(ctx); err != nil {
+	if err := c.lock(ctx, "sending to"); err != nil {
+		return err
+	}
+	defer c.unlock()
+	if err := c.ready2send(ctx); err != nil {
 		return err
 	}
 	return c.fail(c.queue(parts))
@@ -388,8 +584,10 @@ func (c *Client) queue(parts [][]byte) error {
 	// the largest message and its records' overhead (the peer's ZMQ_MAXMSGSIZE), and is
 	// encrypted where it lies.
 	if n := framedLen(parts); len(c.queued)+n > queueLimit {
-		if err := c.Flush(); err != nil {
-			return err
+		if len(c.queued) > 0 {
+			if err := c.flushQueued(); err != nil {
+				return err
+			}
 		}
 		if err := c.replyOwed(); err != nil {
 			return err // REQ: what was gathered went out just now, and is owed a reply first
@@ -404,7 +602,7 @@ func (c *Client) queue(parts [][]byte) error {
 	}
 	c.queued = appendFramed(c.queued, parts)
 	if c.batched++; len(c.queued) >= queueLimit || c.batched >= defaultMaxMessagesPerFrame {
-		return c.Flush() // within a server's default MaxMessagesPerFrame too
+		return c.flushQueued() // within a server's default MaxMessagesPerFrame too
 	}
 	return nil
 }
@@ -421,9 +619,15 @@ func (c *Client) replyOwed() error {
 	return nil
 }
 
-// Flush sends the messages Queue has gathered, if any, as one ZeroMQ message.
+// Flush sends the messages Queue has gathered, if any, as one ZeroMQ message. Over REQ, a
+// reply owed to a Request that gave up is waited for first, within the client's Timeout.
 func (c *Client) Flush() error {
+	c.lockWait()
+	defer c.unlock()
 	if err := c.usable(); err != nil || len(c.queued) == 0 {
+		return err
+	}
+	if err := c.settle(context.Background()); err != nil {
 		return err
 	}
 	return c.fail(c.flushQueued())
@@ -441,50 +645,107 @@ func (c *Client) flushQueued() error {
 	return c.flush()
 }
 
-// Recv returns the next message, waiting within ctx (or the client's Timeout). It returns
-// io.EOF once the server has closed the session.
+// Recv returns the next message that no Request takes (see Client), waiting within ctx (or
+// the client's Timeout). Once the server has closed the session (close_notify) and its
+// messages have all been returned, it returns an error wrapping ErrPeerClosed (and io.EOF).
+// Several goroutines may Recv at once: each message goes to one of them.
 func (c *Client) Recv(ctx context.Context) ([][]byte, error) {
+	if err := c.lock(ctx, "reply from"); err != nil {
+		return nil, err
+	}
+	defer c.unlock()
 	if err := c.usable(); err != nil {
 		return nil, err
 	}
-	until := deadline(ctx, c.opts.Timeout)
-	for len(c.inbox) == 0 {
-		if c.opts.Pattern == REQ && !c.owed {
-			if c.e.PeerClosed() {
-				return nil, io.EOF
-			}
-			return nil, fmt.Errorf("tlszmq: the reply from %s carried no message", c.endpoint)
-		}
-		payload, err := c.recvFrame(ctx, until, "reply from")
-		if err != nil {
-			if c.opts.Pattern == DEALER && errors.Is(err, ErrTimeout) {
-				return nil, err // a DEALER may wait for messages that were never owed
-			}
-			return nil, c.fail(err) // a REQ client's reply is lost with it
-		}
-		if err := c.absorb(payload); err != nil {
-			return nil, c.fail(err)
-		}
-		if len(c.inbox) == 0 && c.e.PeerClosed() {
-			return nil, c.fail(io.EOF)
-		}
+	w := getWaiter(waitRecv)
+	err := c.await(ctx, deadline(ctx, c.opts.Timeout), w, "reply from")
+	putWaiter(w)
+	if len(c.inbox) > 0 {
+		msg := c.inbox[0]
+		c.inbox[0] = nil
+		c.inbox = c.inbox[1:]
+		return msg, nil
 	}
-	msg := c.inbox[0]
-	c.inbox = c.inbox[1:]
-	return msg, nil
+	switch {
+	case err != nil && c.opts.Pattern == DEALER && (errors.Is(err, ErrTimeout) || errors.Is(err, context.Canceled)):
+		return nil, err // a DEALER may wait for messages that were never owed
+	case err != nil:
+		return nil, c.fail(err) // a REQ client's reply is lost with it
+	case c.e.Err() != nil:
+		return nil, c.fail(c.e.Err())
+	case c.e.PeerClosed():
+		return nil, c.fail(c.peerClosedErr())
+	}
+	return nil, c.noMessageErr() // REQ: the reply came, with no message in it
 }
 
-// Request sends a message and returns the reply.
+// Request sends a message and returns its reply: over DEALER, the next message to arrive
+// that no earlier Request takes, with other goroutines' Requests in flight at the same time;
+// over REQ, the first message of the reply to this request, one Request at a time (see
+// Client). The wait for the reply ends with ctx, or after the client's Timeout when ctx has no
+// deadline, with an error that is both ErrTimeout and context.DeadlineExceeded; the reply
+// that comes later is dropped, and the next Request works (see Client, "After a timeout").
+//
+// Replies are matched by their order alone, so Request relies on the server answering every
+// message of the session with exactly one message, as a tlszmq Handler that returns a reply
+// does. A handler that answers some messages with nothing (a nil reply, an error) shifts every
+// later reply of the session over DEALER: use Send and Recv with such a server. Messages
+// gathered by Queue go out with the next Request, ahead of its own, and their replies come
+// first: do not Queue from one goroutine while another calls Request.
 func (c *Client) Request(ctx context.Context, parts ...[]byte) ([][]byte, error) {
-	if err := c.Send(ctx, parts...); err != nil {
+	if c.opts.Pattern == REQ {
+		if err := c.takeTurn(ctx); err != nil {
+			return nil, err
+		}
+		defer c.giveTurn()
+	}
+	if err := c.lock(ctx, "sending to"); err != nil {
 		return nil, err
 	}
-	return c.Recv(ctx)
+	defer c.unlock()
+	if err := c.ready2send(ctx); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil { // given up already: nothing is sent
+		return nil, c.ctxErr(ctx, "sending to")
+	}
+	if err := c.fail(c.queue(parts)); err != nil {
+		return nil, err
+	}
+	if len(c.queued) > 0 {
+		if err := c.fail(c.flushQueued()); err != nil {
+			return nil, err
+		}
+	}
+	w := getWaiter(waitReply)
+	c.pending.push(w)
+	err := c.await(ctx, deadline(ctx, c.opts.Timeout), w, "reply from")
+	switch {
+	case w.done:
+		reply := w.reply
+		putWaiter(w)
+		return reply, nil
+	case w.err != nil:
+		// The wait ended for what the session did or had done to it (a reply without a
+		// message, a restart, Close): nothing to record against the session.
+		err = w.err
+		putWaiter(w)
+		return nil, err
+	}
+	// A gone waiter stays in pending until its reply comes: it is not recycled.
+	if c.opts.Pattern == REQ {
+		return nil, c.fail(err) // with ClientOptions.Reconnect, the next call starts over
+	}
+	return nil, err
 }
 
 // Close sends close_notify if the session is established, then closes the socket (queued
 // messages get half a second to leave; see FlushZMQ) and frees the engine. It is idempotent.
+// The calls of other goroutines waiting in the client end with ErrClosed.
 func (c *Client) Close() error {
+	c.closing.Store(true)
+	c.lockWait()
+	defer c.unlock()
 	if c.closed {
 		return nil
 	}
@@ -494,8 +755,10 @@ func (c *Client) Close() error {
 			c.flushQuiet()
 		}
 	}
+	c.failPending(c.usable())
 	err := c.sock.Close()
 	c.e.Close()
+	c.wake.close()
 	return err
 }
 
@@ -506,7 +769,8 @@ func (c *Client) usable() error {
 	return nil
 }
 
-// absorb feeds a received payload to the engine and queues the messages it completes.
+// absorb feeds a received payload to the engine and hands out the messages it completes (see
+// deliver).
 func (c *Client) absorb(payload []byte) error {
 	var err error
 	if c.framed {
@@ -518,17 +782,18 @@ func (c *Client) absorb(payload []byte) error {
 		c.flushQuiet()
 		return err
 	}
-	// Reading after the peer's close_notify gives io.EOF, which Recv sees through PeerClosed;
+	// Reading after the peer's close_notify gives io.EOF, which is seen through PeerClosed;
 	// any other error is the sticky one PutData has just returned.
 	if c.framed {
 		msgs, err := c.deframer.take(c.e)
-		c.inbox = append(c.inbox, msgs...)
+		c.deliver(msgs)
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("tlszmq: from %s: %w", c.endpoint, err)
 		}
 	} else if plain, _ := c.e.Read(); plain != nil {
-		c.inbox = append(c.inbox, [][]byte{plain})
+		c.deliver([][][]byte{{plain}})
 	}
+	c.afterFrame()
 	if c.opts.Pattern == DEALER && c.e.NeedsWrite() {
 		return c.flush() // e.g. a KeyUpdate answer
 	}
@@ -558,17 +823,3 @@ func (c *Client) flush() error {
 // flushQuiet sends a pending alert or close_notify, ignoring failures: the session is over
 // either way. A REQ socket may send while a reply is owed: it is ZMQ_REQ_RELAXED.
 func (c *Client) flushQuiet() { c.flush() }
-
-// recvFrame waits for one message until the time given and returns its payload; what names
-// the wait in errors, before the endpoint ("reply from").
-func (c *Client) recvFrame(ctx context.Context, until time.Time, what string) ([]byte, error) {
-	if err := waitReadable(ctx, c.poller, until, what, c.endpoint); err != nil {
-		return nil, err
-	}
-	frames, err := c.sock.RecvMessageBytes(0)
-	if err != nil {
-		return nil, fmt.Errorf("tlszmq: %s %s: %w", what, c.endpoint, err)
-	}
-	c.owed = false
-	return payloadOf(frames), nil
-}

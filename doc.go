@@ -18,13 +18,14 @@
 // # Ownership and concurrency
 //
 // C objects are freed exactly once: by Close, or by a finalizer for a value dropped without
-// Close. C never keeps a pointer to Go memory. A Context is safe for concurrent use; an Engine
-// is not, and belongs to one goroutine at a time.
+// Close. C never keeps a pointer to Go memory. A Context and a [Client] are safe for
+// concurrent use; an Engine is not, and belongs to one goroutine at a time. A [Server] runs its
+// sessions and handlers on the goroutine that calls Serve.
 //
 // # Errors
 //
 // Failures are [*Error] values carrying OpenSSL's own reason strings, with [*AlertError] and
 // [*CertificateVerificationError] reachable through errors.As, and [ErrTruncated],
 // [ErrFIPSUnavailable] and [ErrInvalidConfig] through errors.Is. A clean close_notify reads as
-// io.EOF.
+// io.EOF from an Engine, and as [ErrPeerClosed] (which wraps io.EOF) from a Client.
 package tlszmq

@@ -22,7 +22,9 @@ const handlerSlice = 64
 // Handler answers one request. It runs on the server's goroutine, one request at a time: keep
 // it short. The reply goes back to the peer; a nil reply with a nil error sends nothing back
 // but the TLS bytes owed (REQ peers then get an empty frame, keeping their lock-step). An error
-// is logged and treated like a nil reply, except ErrDeferred.
+// is logged and treated like a nil reply, except ErrDeferred. A Client's Request matches
+// replies by their order, so a server that answers some messages with nothing suits Send and
+// Recv, not Request over DEALER (see Client.Request).
 type Handler func(ctx context.Context, peer *Peer, request [][]byte) (reply [][]byte, err error)
 
 // ErrDeferred is returned by a Handler that will answer later, with Server.Reply, for example

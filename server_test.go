@@ -511,8 +511,8 @@ func TestServeStopsWithCloseNotify(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("Serve took %v to stop", d)
 	}
-	if _, err := c.Recv(rctx); err != io.EOF {
-		t.Fatalf("client after the server stopped: %v, want io.EOF (close_notify)", err)
+	if _, err := c.Recv(rctx); !errors.Is(err, ErrPeerClosed) || !errors.Is(err, io.EOF) {
+		t.Fatalf("client after the server stopped: %v, want ErrPeerClosed (io.EOF: close_notify)", err)
 	}
 }
 

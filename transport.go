@@ -3,16 +3,14 @@ package tlszmq
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
-
-	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // ErrTimeout is wrapped by the error of a wait that ran out of time; the error names the
-// endpoint that did not answer.
+// endpoint that did not answer. A Client's wait that runs out of time, whether by its
+// ClientOptions.Timeout or by a context's deadline, wraps context.DeadlineExceeded too.
 var ErrTimeout = errors.New("tlszmq: timed out")
 
 // DefaultTimeout bounds a handshake or a request whose context has no deadline.
@@ -24,32 +22,6 @@ const DefaultMaxMessageSize = 64 << 20
 
 // pollSlice is how long one poll waits before the loop looks at its context and timers again.
 const pollSlice = 50 * time.Millisecond
-
-// waitReadable waits until sock has a message, ctx ends, or until (if not zero) passes. It
-// returns ErrTimeout when the time runs out, wrapped with what was awaited from whom ("reply
-// from", the endpoint: joined only then, so that waiting allocates nothing).
-func waitReadable(ctx context.Context, poller *zmq.Poller, until time.Time, what, from string) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("tlszmq: %s %s: %w", what, from, err)
-		}
-		wait := pollSlice
-		if !until.IsZero() {
-			left := time.Until(until)
-			if left <= 0 {
-				return fmt.Errorf("%w: %s %s", ErrTimeout, what, from)
-			}
-			wait = min(wait, left)
-		}
-		polled, err := zmqpoll.Poll(poller, wait)
-		if err != nil {
-			return fmt.Errorf("tlszmq: %s %s: polling: %w", what, from, err)
-		}
-		if len(polled) > 0 {
-			return nil
-		}
-	}
-}
 
 // deadline is ctx's deadline, or now plus fallback when it has none.
 func deadline(ctx context.Context, fallback time.Duration) time.Time {

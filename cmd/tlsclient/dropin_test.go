@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -132,8 +133,8 @@ func TestGracefulStop(t *testing.T) {
 		t.Fatalf("exit %d after %v, want 0 within a second\n%s", code, took, srvErr.String())
 	}
 	for i, c := range clients {
-		if _, err := c.Recv(ctx); err != io.EOF {
-			t.Errorf("client %d: %v, want io.EOF from the server's close_notify", i, err)
+		if _, err := c.Recv(ctx); !errors.Is(err, tlszmq.ErrPeerClosed) || !errors.Is(err, io.EOF) {
+			t.Errorf("client %d: %v, want ErrPeerClosed (io.EOF) from the server's close_notify", i, err)
 		}
 	}
 }
