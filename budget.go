@@ -3,6 +3,7 @@ package tlszmq
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The budgets' defaults (ServerOptions documents each one).
@@ -22,6 +23,13 @@ const (
 	maxEnvelopeFrame = 255
 )
 
+// orDefault sets an option left at zero (or below) to its default.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // errBudget is wrapped by every error about a peer that went past one of the budgets.
 var errBudget = errors.New("budget exceeded")
 
@@ -40,6 +48,12 @@ func (e *budgetError) Unwrap() error {
 		return errors.Join(errBudget, ErrMessageTooLarge)
 	}
 	return errBudget
+}
+
+// isBudget reports whether err says a peer went past a budget: the server's, or one the
+// engine keeps (KeyUpdates, records per pump).
+func isBudget(err error) bool {
+	return errors.Is(err, errBudget) || errors.Is(err, ErrTooManyKeyUpdates) || errors.Is(err, ErrTooManyRecords)
 }
 
 func overBudget(option, format string, args ...any) error {

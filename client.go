@@ -516,6 +516,11 @@ func (c *Client) Send(ctx context.Context, parts ...[]byte) error {
 	if err := c.ready2send(ctx); err != nil {
 		return err
 	}
+	return c.send(parts)
+}
+
+// send sends a message, with what Queue has gathered before it, with the lock held.
+func (c *Client) send(parts [][]byte) error {
 	if err := c.fail(c.queue(parts)); err != nil {
 		return err
 	}
@@ -709,13 +714,8 @@ func (c *Client) Request(ctx context.Context, parts ...[]byte) ([][]byte, error)
 	if ctx.Err() != nil { // given up already: nothing is sent
 		return nil, c.ctxErr(ctx, "sending to")
 	}
-	if err := c.fail(c.queue(parts)); err != nil {
+	if err := c.send(parts); err != nil {
 		return nil, err
-	}
-	if len(c.queued) > 0 {
-		if err := c.fail(c.flushQueued()); err != nil {
-			return nil, err
-		}
 	}
 	w := getWaiter(waitReply)
 	c.pending.push(w)

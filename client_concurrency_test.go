@@ -165,14 +165,7 @@ func TestClientConcurrentRecv(t *testing.T) {
 func TestClientCloseEndsWaits(t *testing.T) {
 	for _, pat := range []Pattern{DEALER, REQ} {
 		t.Run(pat.String(), func(t *testing.T) {
-			release := make(chan struct{})
-			srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", func(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
-				if string(req[0]) == "slow" {
-					<-release
-				}
-				return req, nil
-			}, nil)
-			t.Cleanup(func() { close(release) }) // before the server's cleanup, which waits for the handler
+			srv, _ := startGatedServer(t) // no reply comes before Close
 			c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: pat})
 			ctx := ctxTimeout(t, 20*time.Second)
 			if err := c.Handshake(ctx); err != nil {

@@ -72,10 +72,15 @@ func putWaiter(w *waiter) {
 // wakeUp wakes w if it sleeps.
 func (w *waiter) wakeUp() {
 	if w.sleeping {
-		select {
-		case w.kick <- struct{}{}:
-		default:
-		}
+		kick(w.kick)
+	}
+}
+
+// kick wakes the goroutine that sleeps on ch, or will: a kick already there is enough.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
@@ -207,22 +212,9 @@ func (c *Client) lock(ctx context.Context, what string) error {
 		return nil
 	default:
 	}
-	c.want.Add(1)
+	c.contend()
 	defer c.want.Add(-1)
-	if c.polling.Load() {
-		c.wake.signal()
-	}
-	until := deadline(ctx, c.opts.Timeout)
-	t := time.NewTimer(time.Until(until))
-	defer t.Stop()
-	select {
-	case c.lk <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return c.ctxErr(ctx, what)
-	case <-t.C:
-		return c.timeoutErr(what)
-	}
+	return c.acquire(ctx, c.lk, what)
 }
 
 // lockWait takes the client's lock, however long it takes (Close, Flush, the accessors).
@@ -232,12 +224,33 @@ func (c *Client) lockWait() {
 		return
 	default:
 	}
+	c.contend()
+	c.lk <- struct{}{}
+	c.want.Add(-1)
+}
+
+// contend counts the caller among the goroutines that want the lock (it takes itself off
+// want once it has the lock or gives up) and wakes the reader if it polls.
+func (c *Client) contend() {
 	c.want.Add(1)
 	if c.polling.Load() {
 		c.wake.signal()
 	}
-	c.lk <- struct{}{}
-	c.want.Add(-1)
+}
+
+// acquire fills slot (the lock, or the REQ turn), waiting at most until ctx ends or the
+// client's Timeout (when ctx has no deadline) passes; then it fails as a timeout in what.
+func (c *Client) acquire(ctx context.Context, slot chan struct{}, what string) error {
+	t := time.NewTimer(time.Until(deadline(ctx, c.opts.Timeout)))
+	defer t.Stop()
+	select {
+	case slot <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return c.ctxErr(ctx, what)
+	case <-t.C:
+		return c.timeoutErr(what)
+	}
 }
 
 func (c *Client) unlock() { <-c.lk }
@@ -256,18 +269,7 @@ func (c *Client) takeTurn(ctx context.Context) error {
 		return nil
 	default:
 	}
-	until := deadline(ctx, c.opts.Timeout)
-	t := time.NewTimer(time.Until(until))
-	defer t.Stop()
-	const what = "waiting behind another request to"
-	select {
-	case c.turn <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return c.ctxErr(ctx, what)
-	case <-t.C:
-		return c.timeoutErr(what)
-	}
+	return c.acquire(ctx, c.turn, "waiting behind another request to")
 }
 
 func (c *Client) giveTurn() { <-c.turn }
@@ -353,20 +355,14 @@ func (c *Client) leave(w *waiter) {
 		c.reader = nil
 	}
 	if c.reader == nil && len(c.sleepers) > 0 {
-		select {
-		case c.sleepers[0].kick <- struct{}{}:
-		default:
-		}
+		kick(c.sleepers[0].kick)
 	}
 }
 
 // kickAll wakes every sleeper, to look again at the client (it closed, the session failed).
 func (c *Client) kickAll() {
 	for _, s := range c.sleepers {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+		kick(s.kick)
 	}
 }
 
@@ -374,10 +370,7 @@ func (c *Client) kickAll() {
 func (c *Client) kickKind(kind waitKind) {
 	for _, s := range c.sleepers {
 		if s.kind == kind {
-			select {
-			case s.kick <- struct{}{}:
-			default:
-			}
+			kick(s.kick)
 		}
 	}
 }
@@ -415,17 +408,15 @@ func (c *Client) deliver(msgs [][][]byte) {
 }
 
 // afterFrame settles what a frame ends: over REQ it is the whole reply, so a Request it
-// brought no message for gets an error; a peer's close_notify ends every wait.
+// brought no message for gets an error, and every sleeper looks again (the socket may send,
+// a Recv has its answer); a peer's close_notify ends every wait.
 func (c *Client) afterFrame() {
 	if c.opts.Pattern == REQ {
-		for c.pending.len() > 0 {
-			if w := c.pending.pop(); !w.gone {
-				w.err = c.noMessageErr()
-				w.wakeUp()
-			}
+		var noMessage error // made only for a Request that waits in vain
+		if c.pending.len() > 0 {
+			noMessage = c.noMessageErr()
 		}
-		c.kickKind(waitOwed)
-		c.kickKind(waitRecv)
+		c.failPending(noMessage)
 	}
 	if c.e.PeerClosed() {
 		c.failPending(c.peerClosedErr())

@@ -26,6 +26,24 @@ func slowFirst(d time.Duration) Handler {
 	}
 }
 
+// startGatedServer runs an echo server that holds each "slow" message until open is called,
+// at the latest by the test's clean-up, which runs before the server's (that waits for the
+// handler).
+func startGatedServer(t *testing.T) (srv *Server, open func()) {
+	t.Helper()
+	release := make(chan struct{})
+	srv = startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", func(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
+		if string(req[0]) == "slow" {
+			<-release
+		}
+		return req, nil
+	}, nil)
+	var once sync.Once
+	open = func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	return srv, open
+}
+
 // checkTimeout checks that err is a timeout in both forms, names the endpoint, and came about
 // when it should have.
 func checkTimeout(t *testing.T, what string, err error, endpoint string, took, limit time.Duration) {
@@ -100,16 +118,7 @@ func TestClientRequestAfterTimeout(t *testing.T) {
 // Over DEALER, the Requests of other goroutines go on while one waits for its slow reply and
 // gives up: theirs come back to them, the slow one's late reply is dropped.
 func TestClientDealerTimeoutAmongOthers(t *testing.T) {
-	release := make(chan struct{})
-	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", func(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
-		if string(req[0]) == "slow" {
-			<-release
-		}
-		return req, nil
-	}, nil)
-	var once sync.Once
-	answer := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(answer) // before the server's cleanup, which waits for the handler
+	srv, answer := startGatedServer(t)
 	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
 	ctx := ctxTimeout(t, 20*time.Second)
 	if err := c.Handshake(ctx); err != nil {
@@ -199,8 +208,13 @@ func TestClientHandshakeTimeoutForms(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	sock.Bind("tcp://127.0.0.1:*")
-	endpoint, _ := sock.GetLastEndpoint()
+	if err := sock.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	endpoint, err := sock.GetLastEndpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, pat := range []Pattern{REQ, DEALER} {
 		c := newClient(t, clientConfig(), endpoint, &ClientOptions{Pattern: pat, Timeout: 200 * time.Millisecond})
 		start := time.Now()
@@ -275,7 +289,9 @@ func TestClientPeerClosed(t *testing.T) {
 
 // Many goroutines whose Requests often give up (short deadlines, a handler that takes a
 // while): each Request that is answered gets its own reply, the late ones are dropped, and a
-// Request with time enough works at the end. Over DEALER the late replies are dropped as they
+// Request with time enough works at the end. Some Requests must have timed out (deadlines of
+// 1 ms against a handler that mostly takes 1 or 2 ms) and some been answered, or the test has
+// tested no late reply, or no matching among them. Over DEALER the late replies are dropped as they
 // come; over REQ each next Request waits for the late reply first.
 func TestClientManyTimeouts(t *testing.T) {
 	for _, pat := range []Pattern{DEALER, REQ} {
@@ -318,6 +334,12 @@ func TestClientManyTimeouts(t *testing.T) {
 			}
 			wg.Wait()
 			t.Logf("%d answered, %d timed out", answered.Load(), timedOut.Load())
+			if timedOut.Load() == 0 {
+				t.Errorf("no Request timed out: no late reply was dropped")
+			}
+			if answered.Load() == 0 {
+				t.Errorf("no Request was answered: no reply was matched among the late ones")
+			}
 			for i := range 3 {
 				msg := fmt.Sprintf("at the end %d", i)
 				got, err := c.Request(ctxTimeout(t, 10*time.Second), []byte(msg))

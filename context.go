@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -153,7 +154,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	if cfg.SessionTicketsDisabled {
 		cc.no_tickets = 1
 	}
-	cc.max_key_updates = C.int(cfg.MaxKeyUpdates)
+	cc.max_key_updates = C.int(min(cfg.MaxKeyUpdates, math.MaxInt32)) // a C int: never wrapped
 	if cfg.MaxKeyUpdates == 0 {
 		cc.max_key_updates = DefaultMaxKeyUpdates
 	}
@@ -288,7 +289,8 @@ func (ctx *Context) FIPS() bool {
 	return C.tz_ctx_fips(c) == 1
 }
 
-// options returns the OpenSSL options of the Context's SSL_CTX, for the tests.
+// options returns the OpenSSL options of the Context's SSL_CTX, for the tests; 0 once the
+// Context is gone (no option is set then).
 func (ctx *Context) options() uint64 {
 	c, err := ctx.h.acquire()
 	if err != nil {

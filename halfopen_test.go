@@ -1,8 +1,8 @@
 package tlszmq
 
 import (
-	"bytes"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -103,12 +103,15 @@ func TestServerWaitsForFirstRecord(t *testing.T) {
 		s.Close()
 	}
 	// A record header alone waits; the end of the transport then fails it as truncated.
-	s2, _ := NewServerEngine(mustContext(t, RoleServer, serverConfig("server-ec")))
+	s2, err := NewServerEngine(mustContext(t, RoleServer, serverConfig("server-ec")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s2.Close()
 	if err := s2.PutData([]byte{0x16, 0x03, 0x01, 0x02, 0x00}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.PutEOF(); err == nil || !bytes.Contains([]byte(err.Error()), []byte("truncated")) && !bytes.Contains([]byte(err.Error()), []byte("unexpected eof")) {
+	if err := s2.PutEOF(); err == nil || !strings.Contains(err.Error(), "truncated") && !strings.Contains(err.Error(), "unexpected eof") {
 		t.Errorf("EOF after a record header: %v", err)
 	}
 }

@@ -54,7 +54,7 @@ func TestKeyUpdateFlood(t *testing.T) {
 			if !errors.Is(err, ErrTooManyKeyUpdates) {
 				t.Fatalf("PutData: %v, want ErrTooManyKeyUpdates", err)
 			}
-			if want := "peer sent too many KeyUpdate messages [33 KeyUpdate messages in one frame, more than the 32 allowed"; !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			if want := "peer sent too many KeyUpdate messages [33 KeyUpdate messages in one frame, more than the 32 allowed"; !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not say %q", err, want)
 			}
 			if took > time.Second {

@@ -3,7 +3,6 @@ package tlszmq
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"syscall"
 
 	zmq "github.com/pebbe/zmq4"
@@ -164,11 +163,12 @@ func (s *Server) unblock() {
 // went past MaxPendingOutput, and drops what it held: the peer does not read, or is gone.
 func (s *Server) endConnection(o *outbox, err error) {
 	reason := "the reply could not be sent: " + err.Error()
-	if errors.Is(err, errBudget) {
+	budget := errors.Is(err, errBudget)
+	if budget {
 		reason = err.Error()
 	}
 	for sess := range o.sessions {
-		if errors.Is(err, errBudget) {
+		if budget {
 			s.stats.budget.Add(1)
 		}
 		s.remove(sess, reason)
@@ -177,11 +177,12 @@ func (s *Server) endConnection(o *outbox, err error) {
 	delete(s.outboxes, o.id)
 }
 
-// unsendable ends the sessions of a connection a reply could not be sent to.
+// unsendable ends the session a reply could not be sent to, and with a budget error every
+// session of its connection.
 func (s *Server) unsendable(sess *session, err error) {
 	if errors.Is(err, errBudget) {
 		s.endConnection(sess.out, err)
 		return
 	}
-	s.remove(sess, fmt.Sprintf("the reply could not be sent: %v", err))
+	s.remove(sess, "the reply could not be sent: "+err.Error())
 }

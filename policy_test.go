@@ -196,9 +196,20 @@ func TestTicketsBoundToVerificationPolicy(t *testing.T) {
 // included, and with nothing else.
 func TestSessionContextCoversPolicy(t *testing.T) {
 	dir := t.TempDir()
-	caPEM, _ := os.ReadFile(cert("ca.crt"))
-	otherPEM, _ := os.ReadFile(cert("other-ca.crt"))
-	os.WriteFile(filepath.Join(dir, "a.pem"), caPEM, 0o644)
+	read := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caPEM, otherPEM := read(cert("ca.crt")), read(cert("other-ca.crt"))
+	write("a.pem", caPEM)
 	base := func() *Config {
 		c := serverConfig("server")
 		c.ClientAuth, c.CAFile = RequireAndVerifyClientCert, cert("ca.crt")
@@ -236,12 +247,12 @@ func TestSessionContextCoversPolicy(t *testing.T) {
 	dirCfg := base()
 	dirCfg.CAFile, dirCfg.CADir = "", dir
 	before := sessionContext(dirCfg)
-	os.WriteFile(filepath.Join(dir, "a.pem"), otherPEM, 0o644)
+	write("a.pem", otherPEM)
 	if bytes.Equal(before, sessionContext(dirCfg)) {
 		t.Error("a CA file in CADir changed and the context did not")
 	}
 	changed := sessionContext(dirCfg)
-	os.WriteFile(filepath.Join(dir, "b.pem"), caPEM, 0o644)
+	write("b.pem", caPEM)
 	if bytes.Equal(changed, sessionContext(dirCfg)) {
 		t.Error("a CA file was added to CADir and the context did not change")
 	}

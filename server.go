@@ -173,33 +173,15 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 	if opts != nil {
 		o = *opts
 	}
-	if o.MaxSessions <= 0 {
-		o.MaxSessions = defaultMaxSessions
-	}
-	if o.MaxHalfOpen <= 0 {
-		o.MaxHalfOpen = defaultMaxHalfOpen
-	}
-	if o.MaxParts <= 0 {
-		o.MaxParts = defaultMaxParts
-	}
-	if o.MaxMessagesPerFrame <= 0 {
-		o.MaxMessagesPerFrame = defaultMaxMessagesPerFrame
-	}
-	if o.MaxEnvelopeFrames <= 0 {
-		o.MaxEnvelopeFrames = defaultMaxEnvelopeFrames
-	}
-	if o.MaxPendingOutput <= 0 {
-		o.MaxPendingOutput = defaultMaxPendingOutput
-	}
-	if o.HandshakeTimeout <= 0 {
-		o.HandshakeTimeout = 10 * time.Second
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 5 * time.Minute
-	}
-	if o.MaxMessageSize <= 0 {
-		o.MaxMessageSize = DefaultMaxMessageSize
-	}
+	orDefault(&o.MaxSessions, defaultMaxSessions)
+	orDefault(&o.MaxHalfOpen, defaultMaxHalfOpen)
+	orDefault(&o.MaxParts, defaultMaxParts)
+	orDefault(&o.MaxMessagesPerFrame, defaultMaxMessagesPerFrame)
+	orDefault(&o.MaxEnvelopeFrames, defaultMaxEnvelopeFrames)
+	orDefault(&o.MaxPendingOutput, defaultMaxPendingOutput)
+	orDefault(&o.MaxMessageSize, DefaultMaxMessageSize)
+	orDefault(&o.HandshakeTimeout, 10*time.Second)
+	orDefault(&o.IdleTimeout, 5*time.Minute)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -441,8 +423,9 @@ func (s *Server) hello(key string, env [][]byte, payload []byte, now time.Time) 
 		// No session for what cannot begin one, so that stray or forged frames cost nothing.
 		// TLS records get the alert a fresh engine would send them, without one: a client
 		// whose session the server has forgotten (idle, evicted, a restart) learns it and
-		// starts over. Anything else gets an empty answer, for a lock-step peer.
-		s.stats.dropped.Add(1)
+		// starts over. Anything else gets an empty answer, for a lock-step peer. Both are
+		// best effort: a route that is gone or full gets nothing.
+		s.drop(env, errNoSession)
 		var answer []byte
 		if looksLikeRecord(payload) {
 			answer = unexpectedMessageAlert
@@ -454,13 +437,21 @@ func (s *Server) hello(key string, env [][]byte, payload []byte, now time.Time) 
 		return payload
 	}
 	s.makeHalfOpenRoom()
+	s.hellos.add(&partialHello{key: key, route: copyRoute(env), buf: append([]byte(nil), payload...), since: since})
+	s.send(env, nil) // a lock-step peer's answer, best effort
+	return nil
+}
+
+// errNoSession is the reason a frame from a route without a session is dropped.
+var errNoSession = errors.New("no session, and the payload does not start a ClientHello")
+
+// copyRoute copies an envelope out of the received message, whose frames are not kept.
+func copyRoute(env [][]byte) [][]byte {
 	route := make([][]byte, len(env))
 	for i, f := range env {
 		route[i] = append([]byte(nil), f...)
 	}
-	s.hellos.add(&partialHello{key: key, route: route, buf: append([]byte(nil), payload...), since: since})
-	s.send(env, nil)
-	return nil
+	return route
 }
 
 // makeHalfOpenRoom ends the oldest partial ClientHello, or else the oldest half-open session,
@@ -482,7 +473,7 @@ func (s *Server) dropHello(h *partialHello, reason string) {
 	s.hellos.remove(h)
 	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", printable(h.route[len(h.route)-1]), "reason", reason)
 	if notice.Capable(h.route) {
-		s.send(h.route, notice.Payload(reason))
+		s.send(h.route, notice.Payload(reason)) // best effort: it holds no TLS bytes to follow
 	}
 }
 
@@ -568,10 +559,7 @@ func (s *Server) newSession(key string, env [][]byte, now time.Time) (*session, 
 	if err != nil {
 		return nil, err
 	}
-	route := make([][]byte, len(env))
-	for i, f := range env {
-		route[i] = append([]byte(nil), f...)
-	}
+	route := copyRoute(env)
 	sess := &session{key: key, e: e, created: now, lastSeen: now,
 		peer: Peer{Identity: route[len(route)-1], Route: route}}
 	sess.peer.sess = sess
@@ -756,14 +744,11 @@ func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 // fail ends a session after an error: the TLS bytes it owes the peer (an alert) go out first,
 // and a peer that went past a budget gets close_notify.
 func (s *Server) fail(sess *session, err error) {
-	if errors.Is(err, ErrTooManyKeyUpdates) || errors.Is(err, ErrTooManyRecords) {
-		s.stats.budget.Add(1) // the engine's budgets; the alert is on its way
-	}
-	if errors.Is(err, errBudget) {
+	if isBudget(err) {
 		s.stats.budget.Add(1)
-		if sess.e.HandshakeComplete() && sess.e.Err() == nil {
-			sess.e.Shutdown()
-		}
+	}
+	if errors.Is(err, errBudget) && sess.e.HandshakeComplete() && sess.e.Err() == nil {
+		sess.e.Shutdown() // a budget of the server's: the engine's own send their alert
 	}
 	s.reply(sess)
 	s.remove(sess, err.Error())
@@ -821,7 +806,8 @@ func (s *Server) remove(sess *session, reason string) {
 	s.stats.removed.Add(1)
 	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
 	if notice.Capable(sess.peer.Route) {
-		s.deliver(sess.out, sess.peer.Route, notice.Payload(reason)) // after its last TLS bytes
+		// After its last TLS bytes; a connection past its budget ends anyway.
+		s.deliver(sess.out, sess.peer.Route, notice.Payload(reason))
 	}
 	sess.inbox, sess.frames = nil, nil
 	o := sess.out

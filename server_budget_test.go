@@ -529,16 +529,20 @@ func writeChunks(tb testing.TB, tc *tls.Conn, conn *attack.Conn, data []byte, ch
 	}
 }
 
-// Abuse 1: 4 MiB of zero bytes in the framed protocol, each an empty message (4 M of them),
-// written in 1 MiB chunks (a frame each), the replies never read. Each frame holds 1 M
-// messages, far above MaxMessagesPerFrame: the first one ends the session.
-func abuseEmptyMessages(r *budgetRig) abuseResult {
-	tc, conn := r.framedAttacker("empty-messages")
+// abuseFramedFlood writes 4 MiB of one byte in the framed protocol, in 1 MiB chunks (a frame
+// each), and never reads the replies. Abuse 1, zero bytes: each an empty message (4 M of them),
+// 1 M a frame, far above MaxMessagesPerFrame: the first frame ends the session. Abuse 2, 0x01
+// bytes: one message whose empty parts never end; MaxParts ends it at the 1,025th part.
+func abuseFramedFlood(r *budgetRig, peer string, fill byte) abuseResult {
+	tc, conn := r.framedAttacker(peer)
 	return r.abuse(func() {
-		writeChunks(r.tb, tc, conn, attack.Repeat(0x00, 4<<20), 1<<20)
-		r.waitLog("tlszmq: session removed", "empty-messages", 10*time.Second)
+		writeChunks(r.tb, tc, conn, attack.Repeat(fill, 4<<20), 1<<20)
+		r.waitLog("tlszmq: session removed", peer, 10*time.Second)
 	})
 }
+
+func abuseEmptyMessages(r *budgetRig) abuseResult { return abuseFramedFlood(r, "empty-messages", 0x00) }
+func abuseEndlessParts(r *budgetRig) abuseResult  { return abuseFramedFlood(r, "endless-parts", 0x01) }
 
 func TestBudgetEmptyMessages(t *testing.T) {
 	r := newBudgetRig(t, nil)
@@ -550,16 +554,6 @@ func TestBudgetEmptyMessages(t *testing.T) {
 		t.Errorf("the handler got %d messages of the attacker's", res.stats.MessagesIn)
 	}
 	r.checkUndisturbed(t, "good")
-}
-
-// Abuse 2: 4 MiB of 0x01 bytes in the framed protocol, in 1 MiB chunks (a frame each): one
-// message whose empty parts never end. MaxParts ends it at the 1,025th part.
-func abuseEndlessParts(r *budgetRig) abuseResult {
-	tc, conn := r.framedAttacker("endless-parts")
-	return r.abuse(func() {
-		writeChunks(r.tb, tc, conn, attack.Repeat(0x01, 4<<20), 1<<20)
-		r.waitLog("tlszmq: session removed", "endless-parts", 10*time.Second)
-	})
 }
 
 func TestBudgetEndlessParts(t *testing.T) {

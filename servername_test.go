@@ -139,8 +139,8 @@ func TestEndpointHost(t *testing.T) {
 	}
 }
 
-// testCA makes a CA and, for each subject, a leaf it signs; subjects are a CN and DNS names
-// (none: a CN-only certificate, as the C++ fork's).
+// testPKI is a CA made for a test (newTestPKI); leaf makes server certificates it signs, for a
+// CN and DNS names (none: a CN-only certificate, as the C++ fork's).
 type testPKI struct {
 	caPEM []byte
 	key   *ecdsa.PrivateKey

@@ -783,6 +783,21 @@ static int tz_first_record_whole(tz_conn *c)
 	return (size_t)n >= SSL3_RT_HEADER_LENGTH + len;
 }
 
+/* Fails c for a reason of the shim's own, which OpenSSL did not report: text replaces whatever
+ * OpenSSL had queued. Returns c's error, or NULL when there was no room for one. */
+static tz_err *tz_fail_own(tz_conn *c, const char *where, const char *text)
+{
+	tz_err *err;
+
+	ERR_clear_error();
+	tz_fail(c, where, 0);
+	if ((err = c->err) == &tz_err_nomem)
+		return NULL;
+	snprintf(err->text, sizeof err->text, "%s", text);
+	err->reason = err->lib = 0;
+	return err;
+}
+
 /* Fails the connection for a limit the peer went past (TZ_CAUSE_*), with text saying which.
  * OpenSSL has no call that sends an arbitrary alert; over TLS 1.3 the shim makes OpenSSL send
  * unexpected_message itself: the rest of the peer's input is dropped and a plaintext
@@ -805,13 +820,8 @@ static void tz_fail_limit(tz_conn *c, int cause, const char *text)
 			(void)SSL_read_ex(ssl, &b, 1, &got); /* fails, and queues the alert */
 		(void)BIO_reset(c->rbio);
 	}
-	ERR_clear_error();
-	tz_fail(c, "reading application data", 0);
-	if ((err = c->err) != &tz_err_nomem) {
-		snprintf(err->text, sizeof err->text, "%s", text);
-		err->reason = err->lib = 0;
+	if ((err = tz_fail_own(c, "reading application data", text)) != NULL)
 		err->cause = cause;
-	}
 }
 
 /* The application data a session must receive to earn one more KeyUpdate beyond
@@ -824,22 +834,24 @@ static int tz_over_limits(tz_conn *c)
 	char text[256];
 	long long budget;
 
-	if (c->max_key_updates > 0 && c->pump_key_updates > c->max_key_updates) {
-		snprintf(text, sizeof text, "%d KeyUpdate messages in one frame, more than the %d allowed "
-		         "(Config.MaxKeyUpdates)", c->pump_key_updates, c->max_key_updates);
-		tz_fail_limit(c, TZ_CAUSE_KEY_UPDATES, text);
-		return 1;
-	}
-	/* Over the session, the same number, and one more per TZ_KEY_UPDATE_EARNED bytes of
-	 * application data received: a peer that rekeys now and then never meets the bound, one
-	 * that sends a few KeyUpdates in every frame does. */
-	budget = c->max_key_updates + c->app_in / TZ_KEY_UPDATE_EARNED;
-	if (c->max_key_updates > 0 && c->key_updates > budget) {
-		snprintf(text, sizeof text, "%lld KeyUpdate messages in the session, more than the %lld "
-		         "allowed (Config.MaxKeyUpdates, plus one per %d bytes of application data "
-		         "received)", c->key_updates, budget, TZ_KEY_UPDATE_EARNED);
-		tz_fail_limit(c, TZ_CAUSE_KEY_UPDATES, text);
-		return 1;
+	if (c->max_key_updates > 0) {
+		if (c->pump_key_updates > c->max_key_updates) {
+			snprintf(text, sizeof text, "%d KeyUpdate messages in one frame, more than the %d "
+			         "allowed (Config.MaxKeyUpdates)", c->pump_key_updates, c->max_key_updates);
+			tz_fail_limit(c, TZ_CAUSE_KEY_UPDATES, text);
+			return 1;
+		}
+		/* Over the session, the same number, and one more per TZ_KEY_UPDATE_EARNED bytes of
+		 * application data received: a peer that rekeys now and then never meets the bound,
+		 * one that sends a few KeyUpdates in every frame does. */
+		budget = c->max_key_updates + c->app_in / TZ_KEY_UPDATE_EARNED;
+		if (c->key_updates > budget) {
+			snprintf(text, sizeof text, "%lld KeyUpdate messages in the session, more than the "
+			         "%lld allowed (Config.MaxKeyUpdates, plus one per %d bytes of application "
+			         "data received)", c->key_updates, budget, TZ_KEY_UPDATE_EARNED);
+			tz_fail_limit(c, TZ_CAUSE_KEY_UPDATES, text);
+			return 1;
+		}
 	}
 	budget = c->max_records + c->pump_in_bytes / TZ_FULL_RECORD;
 	if (c->max_records > 0 && c->pump_records > budget) {
@@ -1093,11 +1105,13 @@ int tz_test_flood(tz_conn *c, int n, int key_update, size_t app_len, unsigned ch
 	int i;
 
 	c->out_len = 0;
-	ERR_clear_error();
-	if (app_len > sizeof data || !(c->state & TZ_HANDSHAKE_DONE) || (c->state & TZ_FATAL)) {
-		tz_fail(c, "flooding (test)", 0);
+	if (c->state & TZ_FATAL)
+		return 0; /* c->err says why */
+	if (app_len > sizeof data || !(c->state & TZ_HANDSHAKE_DONE)) {
+		tz_fail_own(c, "flooding (test)", "app_len is over 64, or the handshake has not finished");
 		return 0;
 	}
+	ERR_clear_error();
 	for (i = 0; i < n; i++) {
 		size_t w;
 		if (key_update) {
@@ -1112,9 +1126,7 @@ int tz_test_flood(tz_conn *c, int n, int key_update, size_t app_len, unsigned ch
 			return 0;
 		}
 		if (tz_drain(c, out, out_cap) > 0) {
-			tz_fail(c, "flooding (test)", 0);
-			if (c->err != &tz_err_nomem)
-				snprintf(c->err->text, sizeof c->err->text, "out of room");
+			tz_fail_own(c, "flooding (test)", "out of room");
 			return 0;
 		}
 	}

@@ -47,7 +47,8 @@ typedef struct tz_ctx_cfg {
 	int verify;               /* client: 0 none, 1 verify the server; server: 0 none,
 	                             1 request a certificate, 2 require one */
 	int security_level;       /* -1 keeps OpenSSL's configured level */
-	int max_key_updates;      /* KeyUpdate messages one pump may process, 0 or less: no bound */
+	int max_key_updates;      /* KeyUpdate messages one pump may process, and the session
+	                             beyond what its data earns; 0 or less: no bound */
 	long long max_records;    /* records one pump may process beyond one per TZ_FULL_RECORD
 	                             bytes of its input, 0 or less: no bound */
 	const unsigned char *sid_ctx; size_t sid_ctx_len; /* servers: the session id context (at
@@ -114,16 +115,18 @@ typedef struct tz_conn {
 	const char *verify_text;
 	char alpn[32];            /* the negotiated ALPN protocol, "" for none */
 	tz_err *err;              /* the fatal error once there is one (TZ_FATAL), else NULL */
-	/* What the peer's input cost the current pump, counted by a message callback in C as
-	 * OpenSSL reads it; reset by a pump that brings new input (see tz_pump). */
+	/* What the peer's input costs, counted by a message callback in C as OpenSSL reads it
+	 * (tz_msg_cb) and checked after each SSL_read against the bounds (tz_over_limits). */
 	int max_key_updates;      /* the bounds, from the context */
 	long long max_records;
+	/* The current pump's counts: reset by a pump that brings new input (see tz_pump). */
 	int pump_key_updates;     /* KeyUpdate messages read */
 	long long pump_records;   /* record headers read */
 	long long pump_in_bytes;  /* input bytes the pump was given */
-	unsigned long read_events;/* records and handshake messages read, ever: progress */
-	long long key_updates;    /* KeyUpdate messages read in the whole session */
-	long long app_in;         /* application data bytes read in the whole session */
+	/* The session's counts, never reset. */
+	unsigned long read_events;/* records and handshake messages read: a change is progress */
+	long long key_updates;    /* KeyUpdate messages read */
+	long long app_in;         /* application data bytes read */
 	int started;              /* SSL_do_handshake has run at least once */
 } tz_conn;
 

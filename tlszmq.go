@@ -530,7 +530,7 @@ func bytesPtr(b []byte) *C.uchar {
 // 2: requested, 0: none) followed by a record of appLen bytes of application data (none when
 // appLen is 0), as a hostile peer would, and returns the bytes for the other side: OpenSSL
 // is the flooding peer. For the tests.
-func (e *Engine) testFlood(n, keyUpdate, appLen int, room int) ([]byte, error) {
+func (e *Engine) testFlood(n, keyUpdate, appLen, room int) ([]byte, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}

@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer tctx.Close()
-		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log, MaxSessions: *maxClients}, lim)
+		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log}, lim)
 		if err != nil {
 			return err
 		}

@@ -122,21 +122,11 @@ type bridge struct {
 }
 
 func newBridge(o bridgeOptions) *bridge {
-	if o.MaxConns <= 0 {
-		o.MaxConns = defaultMaxConns
-	}
-	if o.Idle <= 0 {
-		o.Idle = defaultIdle
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = defaultDialTimeout
-	}
-	if o.MaxQueue <= 0 {
-		o.MaxQueue = defaultMaxQueue
-	}
-	if o.MaxEnvelope <= 0 {
-		o.MaxEnvelope = device.DefaultMaxEnvelope
-	}
+	device.OrDefault(&o.MaxConns, defaultMaxConns)
+	device.OrDefault(&o.Idle, defaultIdle)
+	device.OrDefault(&o.DialTimeout, defaultDialTimeout)
+	device.OrDefault(&o.MaxQueue, defaultMaxQueue)
+	device.OrDefault(&o.MaxEnvelope, device.DefaultMaxEnvelope)
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -378,7 +368,7 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 		if l.conn != nil {
 			l.conn.Close()
 		}
-		b.log.Info("bridge: TCP connection closed", "client", printableID(l.env[len(l.env)-1]), "to", addr, "reason", reason)
+		b.log.Info("bridge: TCP connection closed", "client", device.PrintableID(l.env[len(l.env)-1]), "to", addr, "reason", reason)
 		if notice.Capable(l.env) {
 			b.send(sock, l.env, notice.Payload(reason))
 		}
@@ -464,7 +454,7 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 				if !startsClientHello(payload) {
 					// The rest of a stream whose connection has gone, or not TLS: a new
 					// connection would only carry it to the server as garbage.
-					b.limit.Info("bridge: TLSZMQ client's bytes dropped", "client", printableID(env[len(env)-1]),
+					b.limit.Info("bridge: TLSZMQ client's bytes dropped", "client", device.PrintableID(env[len(env)-1]),
 						"reason", "no TCP connection, and the bytes do not start a TLS ClientHello")
 					continue
 				}
@@ -479,7 +469,7 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 						drop(old, fmt.Sprintf("%d connections carried already, and the TCP server has not answered this one yet: the oldest such makes room (-max-conns)", b.opts.MaxConns))
 					} else {
 						reason := fmt.Sprintf("%d connections carried already (-max-conns)", b.opts.MaxConns)
-						b.limit.Warn("bridge: TLSZMQ client's bytes dropped", "client", printableID(env[len(env)-1]), "reason", reason)
+						b.limit.Warn("bridge: TLSZMQ client's bytes dropped", "client", device.PrintableID(env[len(env)-1]), "reason", reason)
 						if notice.Capable(env) {
 							b.send(sock, env, notice.Payload(reason))
 						}
@@ -567,15 +557,9 @@ func (b *bridge) split(msg [][]byte) (env [][]byte, payload []byte, ok bool) {
 		b.limit.Warn("bridge: malformed TLSZMQ message dropped", "frames", len(msg))
 		return nil, nil, false
 	}
-	if len(env) > b.opts.MaxEnvelope {
-		b.limit.Warn("bridge: TLSZMQ message dropped", "reason", fmt.Sprintf("%d routing frames, more than %d (-max-envelope)", len(env), b.opts.MaxEnvelope))
+	if err := device.CheckEnvelope(env, b.opts.MaxEnvelope); err != nil {
+		b.limit.Warn("bridge: TLSZMQ message dropped", "reason", err)
 		return nil, nil, false
-	}
-	for _, f := range env {
-		if len(f) > device.MaxRoutingFrame {
-			b.limit.Warn("bridge: TLSZMQ message dropped", "reason", fmt.Sprintf("a routing frame of %d bytes, more than %d", len(f), device.MaxRoutingFrame))
-			return nil, nil, false
-		}
 	}
 	return env, msg[len(msg)-1], true
 }
@@ -666,16 +650,6 @@ func (b *bridge) send(sock *zmq.Socket, env [][]byte, payload []byte) {
 		frames = append(frames, f)
 	}
 	if _, err := sock.SendMessageDontwait(append(frames, "", payload)...); err != nil {
-		b.limit.Info("bridge: bytes for a TLSZMQ client dropped", "client", printableID(env[len(env)-1]), "reason", err)
+		b.limit.Info("bridge: bytes for a TLSZMQ client dropped", "client", device.PrintableID(env[len(env)-1]), "reason", err)
 	}
-}
-
-// printableID renders a routing id for logs.
-func printableID(id []byte) string {
-	for _, c := range id {
-		if c < 0x20 || c > 0x7e {
-			return fmt.Sprintf("0x%x", id)
-		}
-	}
-	return string(id)
 }

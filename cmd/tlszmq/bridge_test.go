@@ -27,6 +27,7 @@ import (
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/notice"
+	"github.com/tlszmq/tlszmq/internal/syncbuf"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -40,30 +41,14 @@ func TestBridgeSClientToServer(t *testing.T) {
 	for _, v := range []string{"1.2", "1.3"} {
 		for _, mutual := range []bool{false, true} {
 			t.Run(fmt.Sprintf("TLS%s/mutual=%v", v, mutual), func(t *testing.T) {
-				scfg := &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")}
+				scfg := serverConfig()
 				if mutual {
 					scfg.CAFile, scfg.ClientAuth = certFile("ca.crt"), tlszmq.RequireAndVerifyClientCert
 				}
-				srv, err := tlszmq.NewServer(cmdtest.Context(t, tlszmq.RoleServer, scfg), "tcp://127.0.0.1:*",
-					tlszmq.SinglePart(func(_ context.Context, p *tlszmq.Peer, req []byte) ([]byte, error) {
-						if mutual && !p.Verified {
-							return []byte("unverified\n"), nil
-						}
-						return bytes.ToUpper(req), nil
-					}), &tlszmq.ServerOptions{Logger: quiet})
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmdtest.Serve(t, srv.Serve)
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmdtest.Serve(t, func(ctx context.Context) error {
-					return newBridge(bridgeOptions{Log: quiet}).tcpToZMQ(ctx, ln, srv.Endpoint())
-				})
+				srv := upperServer(t, scfg, tlszmq.ServerOptions{})
+				addr := listenBridge(t, newBridge(bridgeOptions{Log: quiet}), srv.Endpoint())
 
-				args := []string{"s_client", "-connect", ln.Addr().String(), "-CAfile", certFile("ca.crt"),
+				args := []string{"s_client", "-connect", addr, "-CAfile", certFile("ca.crt"),
 					"-servername", "localhost", "-verify_return_error", "-quiet", "-tls" + strings.ReplaceAll(v, ".", "_")}
 				if mutual {
 					args = append(args, "-cert", certFile("client.crt"), "-key", certFile("client.key"))
@@ -108,10 +93,7 @@ func TestBridgeClientToSServer(t *testing.T) {
 				}
 				t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 				waitListening(t, "127.0.0.1:"+port)
-				endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
-				cmdtest.Serve(t, func(ctx context.Context) error {
-					return newBridge(bridgeOptions{Log: quiet}).zmqToTCP(ctx, endpoint, "127.0.0.1:"+port)
-				})
+				endpoint := bindBridge(t, newBridge(bridgeOptions{Log: quiet}), "127.0.0.1:"+port)
 
 				ccfg := &tlszmq.Config{CAFile: certFile("ca.crt"), ServerName: "localhost"}
 				if mutual {
@@ -165,43 +147,64 @@ func waitListening(t *testing.T, addr string) {
 	t.Fatalf("nothing listens on %s", addr)
 }
 
-// syncLog collects a logger's lines, for tests that look for one.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// serverConfig is the tlszmq server's configuration with the RSA test certificate.
+func serverConfig() *tlszmq.Config {
+	return &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")}
 }
 
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// bridgeToServer starts a tlszmq server (echoing in upper case) and a bridge to it on a TCP
-// port of its own; it returns the bridge's address and its log.
-func bridgeToServer(t *testing.T) (addr string, log *syncLog) {
-	srv, err := tlszmq.NewServer(cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")}),
-		"tcp://127.0.0.1:*", tlszmq.SinglePart(func(_ context.Context, _ *tlszmq.Peer, req []byte) ([]byte, error) {
+// upperServer starts a tlszmq server that echoes in upper case (and answers "unverified\n" to
+// a client that scfg requires a verified certificate from, without one).
+func upperServer(t *testing.T, scfg *tlszmq.Config, opts tlszmq.ServerOptions) *tlszmq.Server {
+	t.Helper()
+	opts.Logger = quiet
+	srv, err := tlszmq.NewServer(cmdtest.Context(t, tlszmq.RoleServer, scfg), "tcp://127.0.0.1:*",
+		tlszmq.SinglePart(func(_ context.Context, p *tlszmq.Peer, req []byte) ([]byte, error) {
+			if scfg.ClientAuth == tlszmq.RequireAndVerifyClientCert && !p.Verified {
+				return []byte("unverified\n"), nil
+			}
 			return bytes.ToUpper(req), nil
-		}), &tlszmq.ServerOptions{Logger: quiet})
+		}), &opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmdtest.Serve(t, srv.Serve)
+	return srv
+}
+
+// loopback listens on a free TCP port of 127.0.0.1.
+func loopback(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	log = &syncLog{}
-	b := newBridge(bridgeOptions{Log: slog.New(slog.NewTextHandler(log, nil))})
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, srv.Endpoint()) })
-	return ln.Addr().String(), log
+	return ln
+}
+
+// listenBridge runs b's -listen side, on a loopback port, towards endpoint until the test
+// ends; it returns the TCP address.
+func listenBridge(t *testing.T, b *bridge, endpoint string) string {
+	t.Helper()
+	ln := loopback(t)
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, endpoint) })
+	return ln.Addr().String()
+}
+
+// bindBridge runs b's -bind side, on an ipc endpoint of the test's own, towards the TCP server
+// at addr until the test ends; it returns the endpoint.
+func bindBridge(t *testing.T, b *bridge, addr string) string {
+	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
+	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, addr) })
+	return endpoint
+}
+
+// bridgeToServer starts an upperServer with opts and a bridge to it on a TCP port of its own;
+// it returns the server, the bridge's address and its log.
+func bridgeToServer(t *testing.T, opts tlszmq.ServerOptions) (srv *tlszmq.Server, addr string, log *syncbuf.Buffer) {
+	srv = upperServer(t, serverConfig(), opts)
+	log = &syncbuf.Buffer{}
+	addr = listenBridge(t, newBridge(bridgeOptions{Log: slog.New(slog.NewTextHandler(log, nil))}), srv.Endpoint())
+	return srv, addr, log
 }
 
 func caPool(t *testing.T) *x509.CertPool {
@@ -240,7 +243,7 @@ func closedWithin(t *testing.T, raw net.Conn, d time.Duration) {
 func TestBridgeClosesAfterCloseNotify(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			addr, log := bridgeToServer(t)
+			_, addr, log := bridgeToServer(t, tlszmq.ServerOptions{})
 			raw, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -276,7 +279,7 @@ func TestBridgeClosesAfterCloseNotify(t *testing.T) {
 // handshake: the bridge writes the alert and closes the TCP connection.
 func TestBridgeClosesAfterFatalAlert(t *testing.T) {
 	t.Run("garbage record after the handshake", func(t *testing.T) {
-		addr, log := bridgeToServer(t)
+		_, addr, log := bridgeToServer(t, tlszmq.ServerOptions{})
 		raw, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -304,7 +307,7 @@ func TestBridgeClosesAfterFatalAlert(t *testing.T) {
 		}
 	})
 	t.Run("no common cipher", func(t *testing.T) {
-		addr, _ := bridgeToServer(t)
+		_, addr, _ := bridgeToServer(t, tlszmq.ServerOptions{})
 		raw, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -365,19 +368,15 @@ func TestBridgeTCPSideBounded(t *testing.T) {
 		}
 		return nil
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const maxConns = 5
 	b := newBridge(bridgeOptions{MaxConns: maxConns, Idle: time.Second, Log: quiet})
 	base := runtime.NumGoroutine()
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, endpoint) })
+	addr := listenBridge(t, b, endpoint)
 
 	for round := range 3 {
 		var conns []net.Conn
 		for range 4 * maxConns {
-			c, err := net.Dial("tcp", ln.Addr().String())
+			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -434,10 +433,7 @@ type tcpEcho struct {
 }
 
 func newTCPEcho(t *testing.T) *tcpEcho {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := loopback(t)
 	e := &tcpEcho{ln: ln, conns: map[net.Conn]bool{}}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); e.closeAll(); wg.Wait() })
@@ -503,6 +499,14 @@ func dealer(t *testing.T, endpoint, id string) *zmq.Socket {
 	return s
 }
 
+// send sends one message on s, and fails the test if it cannot.
+func send(t *testing.T, s *zmq.Socket, parts ...any) {
+	t.Helper()
+	if _, err := s.SendMessage(parts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // collect receives from socks until want messages have come (within 5 s), and 200 ms more for
 // any beyond; check sees each (the index of its socket, the message) and says whether it
 // counts. It returns the count.
@@ -514,7 +518,10 @@ func collect(t *testing.T, socks []*zmq.Socket, want int, check func(i int, msg 
 	}
 	n := 0
 	for until := time.Now().Add(5 * time.Second); time.Now().Before(until); {
-		polled, _ := poller.Poll(10 * time.Millisecond)
+		polled, err := zmqpoll.Poll(poller, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, p := range polled {
 			msg, err := p.Socket.RecvMessageBytes(0)
 			if err != nil {
@@ -536,18 +543,17 @@ func collect(t *testing.T, socks []*zmq.Socket, want int, check func(i int, msg 
 // asked for notices hears of it), and at the end nothing is left.
 func TestBridgeZMQSideBounded(t *testing.T) {
 	echo := newTCPEcho(t)
-	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
 	const maxConns = 4
 	b := newBridge(bridgeOptions{MaxConns: maxConns, Idle: time.Second, Log: quiet})
 	base := runtime.NumGoroutine()
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, echo.ln.Addr().String()) })
+	endpoint := bindBridge(t, b, echo.ln.Addr().String())
 
 	const rounds = 6
 	for round := range rounds {
 		var socks []*zmq.Socket
 		for i := range 3 * maxConns {
 			s := dealer(t, endpoint, fmt.Sprintf("%sr%dc%d", notice.IdentityPrefix, round, i))
-			s.SendMessage("", hello(fmt.Sprintf("hello %d", i)))
+			send(t, s, "", hello(fmt.Sprintf("hello %d", i)))
 			socks = append(socks, s)
 		}
 		refused := 0
@@ -599,7 +605,6 @@ func TestBridgeZMQSideBounded(t *testing.T) {
 // and the slow one is dropped (and told) when its dial gives up.
 func TestBridgeDialDoesNotBlock(t *testing.T) {
 	echo := newTCPEcho(t)
-	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
 	var dials atomic.Int64
 	d := &net.Dialer{}
 	b := newBridge(bridgeOptions{DialTimeout: 2 * time.Second, Log: quiet,
@@ -610,16 +615,16 @@ func TestBridgeDialDoesNotBlock(t *testing.T) {
 			}
 			return d.DialContext(ctx, "tcp", addr)
 		}})
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, echo.ln.Addr().String()) })
+	endpoint := bindBridge(t, b, echo.ln.Addr().String())
 
 	slow := dealer(t, endpoint, notice.IdentityPrefix+"slow")
 	defer slow.Close()
-	slow.SendMessage("", hello("first"))
+	send(t, slow, "", hello("first"))
 	waitUntil(t, "the first dial", func() bool { return dials.Load() == 1 })
 	fast := dealer(t, endpoint, "fast")
 	defer fast.Close()
 	start := time.Now()
-	fast.SendMessage("", hello("second"))
+	send(t, fast, "", hello("second"))
 	msg, err := fast.RecvMessage(0)
 	if err != nil || len(msg) != 2 || msg[1] != hello("second") || time.Since(start) > time.Second {
 		t.Fatalf("the second client got %q, %v after %v, while the first dial hung", msg, err, time.Since(start))
@@ -656,10 +661,7 @@ func TestBridgeHelpListsLimits(t *testing.T) {
 // -bind: a TCP server that does not read costs its own link only: past -max-queue bytes
 // waiting, the link is closed (its client told), and another client is served meanwhile.
 func TestBridgeQueueBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := loopback(t)
 	held := make(chan net.Conn, 10)
 	go func() {
 		for {
@@ -677,7 +679,6 @@ func TestBridgeQueueBounded(t *testing.T) {
 			c.Close()
 		}
 	})
-	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
 	const maxQueue = 256 << 10
 	var dials atomic.Int64
 	d := &net.Dialer{}
@@ -685,7 +686,7 @@ func TestBridgeQueueBounded(t *testing.T) {
 		dials.Add(1)
 		return d.DialContext(ctx, "tcp", addr)
 	}})
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, ln.Addr().String()) })
+	endpoint := bindBridge(t, b, ln.Addr().String())
 	s := dealer(t, endpoint, notice.IdentityPrefix+"writer")
 	defer s.Close()
 	chunk := bytes.Repeat([]byte{7}, 64<<10)
@@ -718,10 +719,7 @@ func TestBridgeQueueBounded(t *testing.T) {
 // place: after a second, the oldest of them makes room for a new client, and its client is
 // told; within the second, the new client is refused.
 func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := loopback(t)
 	defer ln.Close()
 	var accepted atomic.Int64
 	go func() {
@@ -741,30 +739,29 @@ func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
 			go io.Copy(io.Discard, c)
 		}
 	}()
-	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
 	b := newBridge(bridgeOptions{MaxConns: 2, Log: quiet})
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, ln.Addr().String()) })
+	endpoint := bindBridge(t, b, ln.Addr().String())
 
 	first := dealer(t, endpoint, notice.IdentityPrefix+"first")
 	defer first.Close()
 	second := dealer(t, endpoint, notice.IdentityPrefix+"second")
 	defer second.Close()
-	first.SendMessage("", hello("1"))
+	send(t, first, "", hello("1"))
 	waitUntil(t, "the first link", func() bool { return b.conns.Load() == 1 })
-	second.SendMessage("", hello("2"))
+	send(t, second, "", hello("2"))
 	waitUntil(t, "two links", func() bool { return b.conns.Load() == 2 && accepted.Load() == 2 })
 
 	// Within the grace, a third client is refused: both places are taken.
 	third := dealer(t, endpoint, notice.IdentityPrefix+"third")
 	defer third.Close()
-	third.SendMessage("", hello("3"))
+	send(t, third, "", hello("3"))
 	time.Sleep(200 * time.Millisecond)
 	if accepted.Load() != 2 {
 		t.Fatalf("%d TCP connections within the grace, want 2", accepted.Load())
 	}
 	// After it, the oldest unanswered link gives its place to the next ClientHello.
 	time.Sleep(unheardGrace)
-	third.SendMessage("", hello("3 again"))
+	send(t, third, "", hello("3 again"))
 	waitUntil(t, "the third client's link", func() bool { return accepted.Load() == 3 })
 	first.SetRcvtimeo(2 * time.Second)
 	msg, err := first.RecvMessageBytes(0)
@@ -797,30 +794,14 @@ func TestBridgeSClientSeesTheEnd(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := tc.opts
-			opts.Logger = quiet
-			srv, err := tlszmq.NewServer(cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")}),
-				"tcp://127.0.0.1:*", tlszmq.SinglePart(func(_ context.Context, _ *tlszmq.Peer, req []byte) ([]byte, error) {
-					return bytes.ToUpper(req), nil
-				}), &opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmdtest.Serve(t, srv.Serve)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			log := &syncLog{}
-			b := newBridge(bridgeOptions{Log: slog.New(slog.NewTextHandler(log, nil))})
-			cmdtest.Serve(t, func(ctx context.Context) error { return b.tcpToZMQ(ctx, ln, srv.Endpoint()) })
+			srv, addr, log := bridgeToServer(t, tc.opts)
 
-			args := append([]string{"s_client", "-connect", ln.Addr().String(), "-CAfile", certFile("ca.crt"),
+			args := append([]string{"s_client", "-connect", addr, "-CAfile", certFile("ca.crt"),
 				"-servername", "localhost", "-ign_eof"}, tc.args...)
 			cmd := exec.Command("openssl", args...)
 			stdin, _ := cmd.StdinPipe() // held open: s_client ends only when the connection does
 			defer stdin.Close()
-			out := &syncLog{}
+			out := &syncbuf.Buffer{}
 			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -835,7 +816,7 @@ func TestBridgeSClientSeesTheEnd(t *testing.T) {
 			if tc.after != nil {
 				tc.after(srv)
 			}
-			limit := time.Second + opts.IdleTimeout + 100*time.Millisecond
+			limit := time.Second + tc.opts.IdleTimeout + 100*time.Millisecond
 			select {
 			case <-exited:
 				t.Logf("s_client exited %v after the end began", time.Since(start).Round(time.Millisecond))
@@ -856,16 +837,15 @@ func TestBridgeSClientSeesTheEnd(t *testing.T) {
 // connection's oldest link, whose route is told.
 func TestBridgeOneConnectionCannotHoldEveryPlace(t *testing.T) {
 	echo := newTCPEcho(t)
-	endpoint := "ipc://" + filepath.Join(t.TempDir(), "bridge.ipc")
 	b := newBridge(bridgeOptions{MaxConns: 4, Log: quiet})
-	cmdtest.Serve(t, func(ctx context.Context) error { return b.zmqToTCP(ctx, endpoint, echo.ln.Addr().String()) })
+	endpoint := bindBridge(t, b, echo.ln.Addr().String())
 
 	forger := dealer(t, endpoint, "forger")
 	defer forger.Close()
 	forger.SetRcvtimeo(5 * time.Second)
 	for i := range 4 { // four made-up routes, each answered by the TCP server
 		route := fmt.Sprintf("%sforged-%d", notice.IdentityPrefix, i)
-		forger.SendMessage(route, "", hello(route))
+		send(t, forger, route, "", hello(route))
 		if msg, err := forger.RecvMessage(0); err != nil || msg[len(msg)-1] != hello(route) {
 			t.Fatalf("forged route %d: %q, %v", i, msg, err)
 		}
@@ -873,7 +853,7 @@ func TestBridgeOneConnectionCannotHoldEveryPlace(t *testing.T) {
 	other := dealer(t, endpoint, "other")
 	defer other.Close()
 	other.SetRcvtimeo(5 * time.Second)
-	other.SendMessage("", hello("other"))
+	send(t, other, "", hello("other"))
 	if msg, err := other.RecvMessage(0); err != nil || msg[len(msg)-1] != hello("other") {
 		t.Fatalf("the client on another connection: %q, %v", msg, err)
 	}

@@ -168,20 +168,22 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 		cfg.ServerName = host
 	}
 	verifies := f.ca != "" || f.caDir != ""
+	var warning string
 	switch {
 	case f.chainOnly && !verifies:
 		return nil, Usagef("-verify-chain-only needs -ca or -cadir to verify the chain against")
 	case f.chainOnly:
 		cfg.VerifyChainOnly = true
-		fmt.Fprintln(stderr, "warning: the server's host name is not checked (-verify-chain-only), as the C++ fork's client did: whoever holds any certificate from the CA can read and change the traffic")
-		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
-	case verifies && cfg.ServerName == "":
+		warning = "the server's host name is not checked (-verify-chain-only), as the C++ fork's client did: whoever holds any certificate from the CA can read and change the traffic"
+	case !verifies:
+		cfg.InsecureSkipVerify = true
+		warning = "the server's certificate is not verified (no -ca), as the C++ client did: anyone in the path can read and change the traffic"
+	case cfg.ServerName == "":
 		return nil, Usagef("-ca and -cadir verify the server's host name, and the endpoint has none: give -servername NAME " +
 			"(the name in the server's certificate), or -verify-chain-only to check the chain alone (dangerous)")
 	}
-	if !verifies {
-		cfg.InsecureSkipVerify = true
-		fmt.Fprintln(stderr, "warning: the server's certificate is not verified (no -ca), as the C++ client did: anyone in the path can read and change the traffic")
+	if warning != "" {
+		fmt.Fprintln(stderr, "warning: "+warning)
 		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
 	}
 	return cfg, nil

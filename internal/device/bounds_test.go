@@ -16,27 +16,17 @@ import (
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/notice"
+	"github.com/tlszmq/tlszmq/internal/syncbuf"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // logLines collects a logger's lines.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ syncbuf.Buffer }
 
 // count returns how many lines hold every one of words.
 func (l *logLines) count(words ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for _, line := range strings.Split(l.buf.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		all := line != ""
 		for _, w := range words {
 			all = all && strings.Contains(line, w)
@@ -147,8 +137,7 @@ func rawWorker(t *testing.T, endpoint string) *zmq.Socket {
 }
 
 func terminating(t *testing.T, lim Limits, log *slog.Logger) *Terminate {
-	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
-	d, err := NewTerminate(sctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", tlszmq.ServerOptions{Logger: log}, lim)
+	d, err := NewTerminate(serverTLS(t), "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", tlszmq.ServerOptions{Logger: log}, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +146,7 @@ func terminating(t *testing.T, lim Limits, log *slog.Logger) *Terminate {
 }
 
 func tlsClient(t *testing.T, endpoint string, o *tlszmq.ClientOptions) *tlszmq.Client {
-	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
-	c, err := tlszmq.NewClient(cctx, endpoint, o)
+	c, err := tlszmq.NewClient(clientTLS(t), endpoint, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,9 +184,13 @@ func TestTerminateReplyFromAnotherWorkerDropped(t *testing.T) {
 				if p.Socket == workers[0] {
 					other = workers[1]
 				}
-				other.SendMessage(msg[0], "", "forged") // first, with the right token
+				if _, err := other.SendMessage(msg[0], "", "forged"); err != nil { // first, with the right token
+					return err
+				}
 				time.Sleep(50 * time.Millisecond)
-				p.Socket.SendMessage(msg[0], "", "genuine", msg[4])
+				if _, err := p.Socket.SendMessage(msg[0], "", "genuine", msg[4]); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -247,7 +239,9 @@ func TestTerminatePendingShare(t *testing.T) {
 			select {
 			case <-release:
 				for _, m := range held {
-					w.SendMessage(m[0], "", "late")
+					if _, err := w.SendMessage(m[0], "", "late"); err != nil {
+						return err
+					}
 				}
 				held, release = nil, nil
 			default:
@@ -263,7 +257,9 @@ func TestTerminatePendingShare(t *testing.T) {
 				held = append(held, msg)
 				continue
 			}
-			w.SendMessage(msg[0], "", "answer")
+			if _, err := w.SendMessage(msg[0], "", "answer"); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -303,7 +299,9 @@ func TestTerminatePendingShare(t *testing.T) {
 	// The global cap: 16 pending; a third hog gets only 4 in.
 	hog3 := tlsClient(t, front, &tlszmq.ClientOptions{Identity: "hog-3", Pattern: tlszmq.DEALER})
 	for range 50 {
-		hog3.Queue(ctx)
+		if err := hog3.Queue(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := hog3.Flush(); err != nil {
 		t.Fatal(err)
@@ -342,7 +340,7 @@ func TestTerminateWorkerTimeout(t *testing.T) {
 		t.Fatalf("after %v: %v; want the empty answer after the 300 ms timeout", took, err)
 	}
 	if d.Pending() != 0 || log.count("no reply from the worker in time") != 1 {
-		t.Fatalf("%d pending; log:\n%s", d.Pending(), log.buf.String())
+		t.Fatalf("%d pending; log:\n%s", d.Pending(), log.String())
 	}
 }
 
@@ -354,18 +352,8 @@ var badHello = []byte{22, 3, 1, 0, 4, 1, 0, 0, 0}
 func TestPassThroughForwardsNotices(t *testing.T) {
 	for _, pin := range []bool{false, true} {
 		t.Run(fmt.Sprintf("pin=%v", pin), func(t *testing.T) {
-			d, err := NewPassThrough("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", pin, 0, quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
-			front, back := d.Endpoints()
-			cmdtest.Serve(t, d.Run)
-			sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
-			srv, err := tlszmq.NewServer(sctx, back, named("S"), &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmdtest.Serve(t, srv.Serve)
+			d, front, back := runPassThrough(t, pin, 0, quiet())
+			runConnected(t, serverTLS(t), back, named("S"))
 			if pin {
 				waitFor(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
 			}
@@ -377,11 +365,15 @@ func TestPassThroughForwardsNotices(t *testing.T) {
 			s.SetLinger(0)
 			s.SetIdentity(notice.Identity())
 			s.SetRcvtimeo(5 * time.Second)
-			s.Connect(front)
+			if err := s.Connect(front); err != nil {
+				t.Fatal(err)
+			}
 			if !pin {
 				time.Sleep(100 * time.Millisecond) // the server's connection to the DEALER backend
 			}
-			s.SendMessage("", badHello)
+			if _, err := s.SendMessage("", badHello); err != nil {
+				t.Fatal(err)
+			}
 			var got [][]byte
 			for {
 				msg, err := s.RecvMessageBytes(0)
@@ -408,18 +400,8 @@ func TestPassThroughForwardsNotices(t *testing.T) {
 // server: its message is dropped, and the client's session goes on.
 func TestPassThroughRogueBackend(t *testing.T) {
 	var log logLines
-	d, err := NewPassThrough("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", true, 0, log.logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, back := d.Endpoints()
-	cmdtest.Serve(t, d.Run)
-	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
-	srv, err := tlszmq.NewServer(sctx, back, named("S"), &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmdtest.Serve(t, srv.Serve)
+	d, front, back := runPassThrough(t, true, 0, log.logger())
+	runConnected(t, serverTLS(t), back, named("S"))
 	waitFor(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
 	rogue := rawWorker(t, back) // a DEALER: what it sends reaches the device as [rogue, ...]
 	defer rogue.Close()
@@ -431,7 +413,7 @@ func TestPassThroughRogueBackend(t *testing.T) {
 	if got, err := c.Request(ctx, []byte("one")); err != nil || string(got[0]) != "S" {
 		t.Fatalf("%q, %v", got, err)
 	}
-	rogue.SendMessage("victim", "", append([]byte{23, 3, 3, 0, 20}, bytes.Repeat([]byte{1}, 20)...))
+	send(t, rogue, "victim", "", append([]byte{23, 3, 3, 0, 20}, bytes.Repeat([]byte{1}, 20)...))
 	waitFor(t, func() bool { return log.count("not pinned to that server") == 1 }, "the rogue's message to be dropped")
 	if got, err := c.Request(ctx, []byte("two")); err != nil || string(got[0]) != "S" || string(got[2]) != "two" {
 		t.Fatalf("after the rogue's message: %q, %v", got, err)
@@ -446,11 +428,10 @@ func TestOriginateBounded(t *testing.T) {
 	var log, srvLog logLines
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("device log:\n%s\nserver log:\n%s", log.buf.String(), srvLog.buf.String())
+			t.Logf("device log:\n%s\nserver log:\n%s", log.String(), srvLog.String())
 		}
 	})
-	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
-	srv, err := tlszmq.NewServer(sctx, "tcp://127.0.0.1:*", func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) {
+	srv, err := tlszmq.NewServer(serverTLS(t), "tcp://127.0.0.1:*", func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) {
 		if string(req[0]) == "slow" {
 			<-gate
 		}
@@ -463,9 +444,8 @@ func TestOriginateBounded(t *testing.T) {
 	var gateOnce sync.Once
 	openGate := func() { gateOnce.Do(func() { close(gate) }) }
 	t.Cleanup(openGate) // before the server is stopped, should the test fail with the gate shut
-	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
 	const maxSessions = 4
-	d, err := NewOriginate(cctx, "tcp://127.0.0.1:*", srv.Endpoint(),
+	d, err := NewOriginate(clientTLS(t), "tcp://127.0.0.1:*", srv.Endpoint(),
 		Limits{MaxSessions: maxSessions, IdleTimeout: 500 * time.Millisecond, Timeout: 10 * time.Second}, log.logger())
 	if err != nil {
 		t.Fatal(err)
@@ -495,7 +475,7 @@ func TestOriginateBounded(t *testing.T) {
 	// Clients one after another: each takes the place of the least recently used.
 	for i := range 20 {
 		s := plain(fmt.Sprintf("seq-%d", i))
-		s.SendMessage(fmt.Sprintf("hello %d", i))
+		send(t, s, fmt.Sprintf("hello %d", i))
 		if got, err := s.RecvMessage(0); err != nil || len(got) != 1 || got[0] != fmt.Sprintf("hello %d", i) {
 			t.Fatalf("client %d: %q, %v", i, got, err)
 		}
@@ -509,14 +489,14 @@ func TestOriginateBounded(t *testing.T) {
 	for i := range maxSessions {
 		s := plain(fmt.Sprintf("busy-%d", i))
 		defer s.Close()
-		s.SendMessage("slow")
+		send(t, s, "slow")
 		busy = append(busy, s)
 	}
 	waitFor(t, func() bool { return d.Sessions() == maxSessions && d.Goroutines() == maxSessions }, "the busy sessions")
 	late := plain("late")
 	defer late.Close()
 	late.SetRcvtimeo(300 * time.Millisecond)
-	late.SendMessage("hello")
+	send(t, late, "hello")
 	if got, err := late.RecvMessage(0); err == nil {
 		t.Fatalf("a client past MaxSessions was served: %q", got)
 	}

@@ -33,6 +33,48 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// serverTLS is a server Context with the RSA test certificate.
+func serverTLS(t *testing.T) *tlszmq.Context {
+	return cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
+}
+
+// clientTLS is a client Context that trusts the test CA.
+func clientTLS(t *testing.T) *tlszmq.Context {
+	return cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
+}
+
+// runPassThrough starts a pass-through device on loopback ports until the test ends.
+func runPassThrough(t *testing.T, pin bool, maxClients int, log *slog.Logger) (d *PassThrough, front, back string) {
+	t.Helper()
+	d, err := NewPassThrough("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", pin, maxClients, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front, back = d.Endpoints()
+	cmdtest.Serve(t, d.Run)
+	return d, front, back
+}
+
+// runConnected starts a server that connects to a device's backend (as tlsserver -connect
+// does) until the test ends.
+func runConnected(t *testing.T, sctx *tlszmq.Context, back string, h tlszmq.Handler) *tlszmq.Server {
+	t.Helper()
+	srv, err := tlszmq.NewServer(sctx, back, h, &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdtest.Serve(t, srv.Serve)
+	return srv
+}
+
+// send sends one message on s, and fails the test if it cannot.
+func send(t *testing.T, s *zmq.Socket, parts ...any) {
+	t.Helper()
+	if _, err := s.SendMessage(parts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // named answers with its name, the client's identity and the request.
 func named(name string) tlszmq.Handler {
 	return func(_ context.Context, p *tlszmq.Peer, req [][]byte) ([][]byte, error) {
@@ -79,19 +121,10 @@ func clientsStayPinned(t *testing.T, endpoint string, ccfg *tlszmq.Config, backe
 
 // Two servers behind a pinning device: every TLS session stays on its server.
 func TestPassThroughPinned(t *testing.T) {
-	d, err := NewPassThrough("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", true, 1000, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, back := d.Endpoints()
-	cmdtest.Serve(t, d.Run)
+	d, front, back := runPassThrough(t, true, 1000, quiet())
 	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server-ec.crt"), KeyFile: certs("server-ec.key")})
 	for _, name := range []string{"A", "B"} {
-		srv, err := tlszmq.NewServer(sctx, back, named(name), &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmdtest.Serve(t, srv.Serve)
+		runConnected(t, sctx, back, named(name))
 	}
 	waitFor(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
 	clientsStayPinned(t, front, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"}, 2)
@@ -99,18 +132,8 @@ func TestPassThroughPinned(t *testing.T) {
 
 // The C++ device's layout (DEALER backend) with one server, end to end.
 func TestPassThroughLikeCpp(t *testing.T) {
-	d, err := NewPassThrough("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", false, 0, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, back := d.Endpoints()
-	cmdtest.Serve(t, d.Run)
-	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
-	srv, err := tlszmq.NewServer(sctx, back, named("only"), &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmdtest.Serve(t, srv.Serve)
+	_, front, back := runPassThrough(t, false, 0, quiet())
+	runConnected(t, serverTLS(t), back, named("only"))
 	clientsStayPinned(t, front, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"}, 1)
 }
 
@@ -144,9 +167,8 @@ func TestTerminate(t *testing.T) {
 
 // Plaintext clients reach the device, which carries their messages over TLS to a server.
 func TestOriginate(t *testing.T) {
-	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server.crt"), KeyFile: certs("server.key")})
 	var tlsPeers sync.Map
-	srv, err := tlszmq.NewServer(sctx, "tcp://127.0.0.1:*", func(_ context.Context, p *tlszmq.Peer, req [][]byte) ([][]byte, error) {
+	srv, err := tlszmq.NewServer(serverTLS(t), "tcp://127.0.0.1:*", func(_ context.Context, p *tlszmq.Peer, req [][]byte) ([][]byte, error) {
 		tlsPeers.Store(p.Key(), true)
 		return append([][]byte{[]byte("over TLS")}, req...), nil
 	}, &tlszmq.ServerOptions{Logger: quiet()})
@@ -154,8 +176,7 @@ func TestOriginate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmdtest.Serve(t, srv.Serve)
-	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
-	d, err := NewOriginate(cctx, "tcp://127.0.0.1:*", srv.Endpoint(), Limits{MaxSessions: 100, Timeout: 5 * time.Second}, quiet())
+	d, err := NewOriginate(clientTLS(t), "tcp://127.0.0.1:*", srv.Endpoint(), Limits{MaxSessions: 100, Timeout: 5 * time.Second}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +188,7 @@ func TestOriginate(t *testing.T) {
 		req.SetRcvtimeo(10 * time.Second)
 		for j := range 3 {
 			msg := fmt.Sprintf("plain %d/%d", i, j)
-			req.SendMessage(msg, "second part")
+			send(t, req, msg, "second part")
 			got, err := req.RecvMessage(0)
 			if err != nil || len(got) != 3 || got[0] != "over TLS" || got[1] != msg || got[2] != "second part" {
 				t.Fatalf("%s: got %q, %v", msg, got, err)

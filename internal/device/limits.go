@@ -69,31 +69,34 @@ const MaxRoutingFrame = 255
 
 // withDefaults returns l with every zero (or negative) field set to its default.
 func (l Limits) withDefaults() Limits {
-	set := func(v *int, def int) {
-		if *v <= 0 {
-			*v = def
-		}
-	}
-	set(&l.MaxClients, DefaultMaxClients)
-	set(&l.MaxClientsPerConn, DefaultMaxClientsPerConn)
-	set(&l.MaxBackends, DefaultMaxBackends)
-	set(&l.MaxEnvelope, DefaultMaxEnvelope)
-	set(&l.MaxPending, DefaultMaxPending)
-	set(&l.MaxPendingPerClient, DefaultMaxPendingPerClient)
-	set(&l.MaxSessions, DefaultMaxSessions)
-	if l.Timeout <= 0 {
-		l.Timeout = DefaultTimeout
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = DefaultIdleTimeout
-	}
+	OrDefault(&l.MaxClients, DefaultMaxClients)
+	OrDefault(&l.MaxClientsPerConn, DefaultMaxClientsPerConn)
+	OrDefault(&l.MaxBackends, DefaultMaxBackends)
+	OrDefault(&l.MaxEnvelope, DefaultMaxEnvelope)
+	OrDefault(&l.MaxPending, DefaultMaxPending)
+	OrDefault(&l.MaxPendingPerClient, DefaultMaxPendingPerClient)
+	OrDefault(&l.MaxSessions, DefaultMaxSessions)
+	OrDefault(&l.Timeout, DefaultTimeout)
+	OrDefault(&l.IdleTimeout, DefaultIdleTimeout)
 	return l
 }
 
+// OrDefault sets *v to def if it is zero or negative: an option left out takes its default.
+func OrDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // checkEnvelope reports why an envelope is not honoured, or nil.
-func (l Limits) checkEnvelope(env [][]byte) error {
-	if len(env) > l.MaxEnvelope {
-		return fmt.Errorf("%d envelope frames, more than the %d honoured", len(env), l.MaxEnvelope)
+func (l Limits) checkEnvelope(env [][]byte) error { return CheckEnvelope(env, l.MaxEnvelope) }
+
+// CheckEnvelope reports why an envelope (the routing frames before the delimiter) is not
+// honoured: more than maxFrames frames (-max-envelope), or a frame over MaxRoutingFrame bytes;
+// nil if it is.
+func CheckEnvelope(env [][]byte, maxFrames int) error {
+	if len(env) > maxFrames {
+		return fmt.Errorf("%d envelope frames, more than the %d honoured (-max-envelope)", len(env), maxFrames)
 	}
 	for _, f := range env {
 		if len(f) > MaxRoutingFrame {

@@ -142,13 +142,8 @@ func (d *Originate) Run(ctx context.Context) error {
 
 // take hands one plaintext message to its client's goroutine.
 func (d *Originate) take(ctx context.Context, msg [][]byte) {
-	env := envelopeOf(msg)
+	env := clientEnvelope(msg, d.lim, d.limit)
 	if env == nil {
-		d.limit.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
-		return
-	}
-	if err := d.lim.checkEnvelope(env); err != nil {
-		d.limit.Warn("tlsdevice: client message dropped: its envelope is not honoured", "conn", printable(string(env[0])), "reason", err)
 		return
 	}
 	u := d.clientFor(ctx, env)

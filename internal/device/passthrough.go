@@ -156,13 +156,8 @@ func (d *PassThrough) proxy(ctx context.Context) error {
 
 // toBackend passes a client's message to its server: [server, client envelope, "", tls].
 func (d *PassThrough) toBackend(msg [][]byte) {
-	env := envelopeOf(msg)
+	env := clientEnvelope(msg, d.lim, d.limit)
 	if env == nil {
-		d.limit.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
-		return
-	}
-	if err := d.lim.checkEnvelope(env); err != nil {
-		d.limit.Warn("tlsdevice: client message dropped: its envelope is not honoured", "conn", printable(string(env[0])), "reason", err)
 		return
 	}
 	key := tlszmq.RouteKey(env)
@@ -225,6 +220,21 @@ func (d *PassThrough) toFrontend(msg [][]byte) {
 
 // Backends returns how many pinned servers have announced themselves (0 without Pin).
 func (d *PassThrough) Backends() int { return int(d.backends.Load()) }
+
+// clientEnvelope returns the envelope of a client's message, or nil, after a log line, if it
+// has none or one that lim does not honour.
+func clientEnvelope(msg [][]byte, lim Limits, limit *LogLimiter) [][]byte {
+	env := envelopeOf(msg)
+	if env == nil {
+		limit.Warn("tlsdevice: message without an envelope dropped", "frames", len(msg))
+		return nil
+	}
+	if err := lim.checkEnvelope(env); err != nil {
+		limit.Warn("tlsdevice: client message dropped: its envelope is not honoured", "conn", printable(string(env[0])), "reason", err)
+		return nil
+	}
+	return env
+}
 
 // envelopeOf returns the identity frames before the first empty frame, nil if there are none.
 func envelopeOf(msg [][]byte) [][]byte {

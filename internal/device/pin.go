@@ -57,12 +57,6 @@ func (p *pins) announce(id string) (bool, error) {
 	return true, nil
 }
 
-// known reports whether a backend has announced itself and is not known to be gone.
-func (p *pins) known(id string) bool {
-	_, ok := p.backends[id]
-	return ok
-}
-
 // forget drops a backend that is gone, and its clients' pins.
 func (p *pins) forget(id string) {
 	delete(p.backends, id)
@@ -185,6 +179,9 @@ func newRouter(endpoint string, mandatory bool) (*zmq.Socket, string, error) {
 
 // isHostUnreachable reports a ROUTER_MANDATORY send to a peer that is gone.
 func isHostUnreachable(err error) bool { return errors.Is(err, zmq.EHOSTUNREACH) }
+
+// PrintableID renders a routing id for logs: as it is if it is printable ASCII, else in hex.
+func PrintableID(id []byte) string { return printable(string(id)) }
 
 // printable renders a routing id for logs.
 func printable(id string) string {

@@ -111,25 +111,15 @@ func TestSoak(t *testing.T) {
 	if raceBuild && os.Getenv("TLSZMQ_SOAK_CLIENTS") == "" {
 		clients, messages = 16, 100
 	}
-	d, err := NewPassThrough("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", true, 100000, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, back := d.Endpoints()
-	cmdtest.Serve(t, d.Run)
+	d, front, back := runPassThrough(t, true, 100000, quiet())
 	sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certs("server-ec.crt"), KeyFile: certs("server-ec.key")})
 	echo := func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) { return req, nil }
 	var servers []*tlszmq.Server
 	for range 2 {
-		srv, err := tlszmq.NewServer(sctx, back, echo, &tlszmq.ServerOptions{Connect: true, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmdtest.Serve(t, srv.Serve)
-		servers = append(servers, srv)
+		servers = append(servers, runConnected(t, sctx, back, echo))
 	}
 	waitFor(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
-	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"})
+	cctx := clientTLS(t)
 
 	var counts soakCounts
 	run := func(n, msgs int) {

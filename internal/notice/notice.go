@@ -15,6 +15,7 @@ package notice
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 )
 
 // IdentityPrefix starts the routing id of a peer that takes end-of-session notices.
@@ -27,14 +28,8 @@ const maxReason = 200
 // bytes, so that ids never collide between connections or processes.
 func Identity() string {
 	var r [16]byte
-	rand.Read(r[:])
-	const hex = "0123456789abcdef"
-	b := make([]byte, 0, len(IdentityPrefix)+32)
-	b = append(b, IdentityPrefix...)
-	for _, c := range r {
-		b = append(b, hex[c>>4], hex[c&15])
-	}
-	return string(b)
+	rand.Read(r[:]) // never fails (crypto/rand)
+	return IdentityPrefix + hex.EncodeToString(r[:])
 }
 
 // Capable reports whether the envelope's originator (its last frame) announced the capability.
