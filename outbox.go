@@ -168,10 +168,10 @@ func (s *Server) endConnection(o *outbox, err error) {
 		reason = err.Error()
 	}
 	for sess := range o.sessions {
+		s.remove(sess, reason)
 		if budget {
 			s.stats.budget.Add(1)
 		}
-		s.remove(sess, reason)
 	}
 	o.held, o.queued = nil, 0 // notices included: nothing more goes its way
 	delete(s.outboxes, o.id)

@@ -83,9 +83,17 @@ func TestPendingOutputIsPerConnection(t *testing.T) {
 			}
 		}
 	}
-	waitForWithin(t, 10*time.Second, func() bool { return srv.Stats().BudgetExceeded >= n }, "the sessions of the connection to end")
-	if lines := strings.Count(log.String(), "MaxPendingOutput"); lines < n {
-		t.Errorf("%d lines name MaxPendingOutput, want %d:\n%s", lines, n, log.String())
+	// The counter moves before the log line is written: wait for both.
+	ended := func() bool {
+		return srv.Stats().BudgetExceeded >= n && strings.Count(log.String(), "MaxPendingOutput") >= n
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !ended() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !ended() {
+		t.Errorf("%d lines name MaxPendingOutput, want %d (stats %+v):\n%s",
+			strings.Count(log.String(), "MaxPendingOutput"), n, srv.Stats(), log.String())
 	}
 	if _, err := good.Request(ctxTimeout(t, 10*time.Second), []byte("after")); err != nil {
 		t.Fatalf("the client on another connection: %v", err)

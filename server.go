@@ -744,14 +744,14 @@ func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 // fail ends a session after an error: the TLS bytes it owes the peer (an alert) go out first,
 // and a peer that went past a budget gets close_notify.
 func (s *Server) fail(sess *session, err error) {
-	if isBudget(err) {
-		s.stats.budget.Add(1)
-	}
 	if errors.Is(err, errBudget) && sess.e.HandshakeComplete() && sess.e.Err() == nil {
 		sess.e.Shutdown() // a budget of the server's: the engine's own send their alert
 	}
 	s.reply(sess)
 	s.remove(sess, err.Error())
+	if isBudget(err) {
+		s.stats.budget.Add(1) // after the log line: whoever sees the counter finds the line
+	}
 }
 
 // reply sends one message to the session's peer: the whole envelope, the delimiter and what
@@ -802,9 +802,10 @@ func (s *Server) remove(sess *session, reason string) {
 	s.table.remove(sess)
 	sess.gone = true
 	sess.e.Close()
+	// The line first, the counters after: whoever sees the counters move finds the line.
+	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
 	s.stats.sessions.Add(-1)
 	s.stats.removed.Add(1)
-	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
 	if notice.Capable(sess.peer.Route) {
 		// After its last TLS bytes; a connection past its budget ends anyway.
 		s.deliver(sess.out, sess.peer.Route, notice.Payload(reason))
