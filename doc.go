@@ -19,8 +19,11 @@
 //
 // C objects are freed exactly once: by Close, or by a finalizer for a value dropped without
 // Close. C never keeps a pointer to Go memory. A Context and a [Client] are safe for
-// concurrent use; an Engine is not, and belongs to one goroutine at a time. A [Server] runs its
-// sessions and handlers on the goroutine that calls Serve.
+// concurrent use; an Engine is not, and belongs to one goroutine at a time. A [Server]'s socket
+// belongs to the goroutine that calls Serve; its sessions' TLS work is spread over worker
+// goroutines (ServerOptions.Workers), each engine touched by its own worker only, and its
+// handlers run on goroutines of their own, several sessions at once. [Server.Reply] may be
+// called from any goroutine.
 //
 // # Errors
 //

@@ -28,6 +28,7 @@ type outbox struct {
 	next     int
 	inZMQ    int  // their sum: at most what ZeroMQ holds for the connection
 	blocked  bool // listed in Server.blocked
+	ended    bool // given up (endConnection): what comes for it is dropped
 }
 
 // heldReply is one reply waiting in an outbox.
@@ -153,14 +154,13 @@ func (s *Server) unblock() {
 			continue
 		}
 		o.blocked = false
-		if len(o.sessions) == 0 {
-			delete(s.outboxes, o.id)
-		}
+		s.dropOutbox(o)
 	}
 }
 
 // endConnection ends every session behind a connection whose replies could not be sent or
 // went past MaxPendingOutput, and drops what it held: the peer does not read, or is gone.
+// Nothing more goes its way, from those sessions' workers either.
 func (s *Server) endConnection(o *outbox, err error) {
 	reason := "the reply could not be sent: " + err.Error()
 	budget := errors.Is(err, errBudget)
@@ -168,13 +168,16 @@ func (s *Server) endConnection(o *outbox, err error) {
 		reason = err.Error()
 	}
 	for sess := range o.sessions {
-		s.remove(sess, reason)
+		s.remove(sess, reason, false)
 		if budget {
 			s.stats.budget.Add(1)
 		}
 	}
-	o.held, o.queued = nil, 0 // notices included: nothing more goes its way
-	delete(s.outboxes, o.id)
+	o.ended = true
+	o.held, o.queued = nil, 0 // notices included
+	if s.outboxes[o.id] == o {
+		delete(s.outboxes, o.id)
+	}
 }
 
 // unsendable ends the session a reply could not be sent to, and with a budget error every
@@ -184,5 +187,13 @@ func (s *Server) unsendable(sess *session, err error) {
 		s.endConnection(sess.out, err)
 		return
 	}
-	s.remove(sess, "the reply could not be sent: "+err.Error())
+	s.remove(sess, "the reply could not be sent: "+err.Error(), false)
+}
+
+// dropOutbox forgets the outbox of a connection without live sessions or held replies: the
+// next session by it starts a new one.
+func (s *Server) dropOutbox(o *outbox) {
+	if len(o.sessions) == 0 && !o.blocked && s.outboxes[o.id] == o {
+		delete(s.outboxes, o.id)
+	}
 }

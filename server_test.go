@@ -516,67 +516,40 @@ func TestServeStopsWithCloseNotify(t *testing.T) {
 	}
 }
 
-// A handler that defers; a backend on another socket answers; Reply sends the answer on the
-// server's goroutine, and lock-step REQ clients get exactly their own reply.
+// A handler that defers; backends on goroutines of their own answer with Reply, in whatever
+// order they finish; lock-step REQ clients get exactly their own reply.
 func TestDeferredReply(t *testing.T) {
-	front, err := zmq.NewSocket(zmq.PAIR)
-	if err != nil {
-		t.Fatal(err)
+	type request struct {
+		peer *Peer
+		msg  []byte
 	}
-	t.Cleanup(func() { front.Close() }) // after the server's cleanup: the server polls it
-	ep := fmt.Sprintf("inproc://deferred-%d", time.Now().UnixNano())
-	if err := front.Bind(ep); err != nil {
-		t.Fatal(err)
-	}
-	// The backend upper-cases after a while. Its goroutine owns its socket: ZeroMQ sockets
-	// belong to one goroutine at a time.
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	defer func() { close(stop); <-stopped }()
-	go func() {
-		defer close(stopped)
-		back, _ := zmq.NewSocket(zmq.PAIR)
-		defer back.Close()
-		back.Connect(ep)
-		poller := zmq.NewPoller()
-		poller.Add(back, zmq.POLLIN)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if polled, _ := poller.Poll(20 * time.Millisecond); len(polled) == 0 {
-				continue
-			}
-			msg, err := back.RecvMessageBytes(0)
-			if err != nil {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-			back.SendMessage(msg[0], bytes.ToUpper(msg[1]))
-		}
-	}()
-
-	pending := map[string]*Peer{}
+	requests := make(chan request, 64)
 	var srv *Server
 	handler := func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
-		token := fmt.Sprint(len(pending), time.Now().UnixNano())
-		pending[token] = p
-		front.SendMessage(token, req[0])
+		requests <- request{p, req[0]}
 		return nil, ErrDeferred
 	}
-	ready := func(context.Context) {
-		msg, err := front.RecvMessageBytes(0)
-		if err != nil {
-			return
-		}
-		p := pending[string(msg[0])]
-		delete(pending, string(msg[0]))
-		if err := srv.Reply(p, [][]byte{msg[1]}); err != nil {
-			t.Error(err)
-		}
+	srv = startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", handler, nil)
+	stop := make(chan struct{})
+	var backends sync.WaitGroup
+	defer func() { close(stop); backends.Wait() }()
+	for range 3 { // the backend upper-cases after a while
+		backends.Add(1)
+		go func() {
+			defer backends.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case r := <-requests:
+					time.Sleep(5 * time.Millisecond)
+					if err := srv.Reply(r.peer, [][]byte{bytes.ToUpper(r.msg)}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
 	}
-	srv = startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", handler, &ServerOptions{Poll: []PollItem{{front, ready}}})
 	ctx := ctxTimeout(t, 10*time.Second)
 	var wg sync.WaitGroup
 	for i := range 5 {

@@ -2,7 +2,9 @@ package tlszmq
 
 import (
 	"container/list"
+	"context"
 	"crypto/x509"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,26 +34,44 @@ func (p *Peer) Key() string { return routeKey(p.Route) }
 // String returns the identity in a printable form.
 func (p *Peer) String() string { return printable(p.Identity) }
 
-// session is one client's TLS state in a server.
+// session is one client's TLS state in a server. Its fields belong to one goroutine each:
+// the socket owner's (Serve's) and the worker's; the two speak through the worker's jobs and
+// the server's events, never by touching each other's fields.
 type session struct {
-	key      string
-	peer     Peer
+	key  string
+	peer Peer    // Identity and Route are set once, before the session is shared
+	w    *worker // the worker the session lives on, for its whole life
+	ctx  context.Context
+	stop context.CancelFunc // cancels ctx: the session has ended
+	// unfed is the bytes of the frames the socket owner has passed to the worker and the
+	// worker has not fed to the engine yet, within MaxMessageSize (both goroutines).
+	unfed atomic.Int64
+	// dead is set by the socket owner when it removes the session: its worker skips the
+	// frames still queued for it.
+	dead atomic.Bool
+
+	// The socket owner's.
+	out         *outbox // the outbox of the connection the session comes by
+	established bool    // the worker has said the handshake is done
+	removed     bool    // out of the table: frames from its route no longer reach it
+	created     time.Time
+	lastSeen    time.Time
+	lru         *list.Element // in sessionTable.lru once established, most recent at the front
+	pending     *list.Element // in sessionTable.handshaking while the handshake runs
+	busy        *list.Element // in sessionTable.busy while it has been used since its last trim
+
+	// The worker's.
 	e        *Engine
 	framed   bool
 	deframer deframer
+	inbox    [][][]byte // messages received, not yet given to the handler
+	inflight int        // messages given to the handler whose result has not come back
 	deferred int        // requests whose Handler returned ErrDeferred, not yet answered
-	inbox    [][][]byte // messages received, waiting for the handler (see Server.answer)
-	frames   [][]byte   // frames received while messages wait, not yet decrypted
-	held     int        // their bytes, within MaxMessageSize
+	frames   [][]byte   // frames received while the handler has messages, not yet fed
 	owed     bool       // a frame came in since the last reply went out
-	out      *outbox    // the outbox of the connection the session comes by
-	turn     bool       // waiting in Server.ready for its turn with the handler
-	gone     bool       // removed from the table
-	created  time.Time
-	lastSeen time.Time
-	lru      *list.Element // in sessionTable.lru once established, most recent at the front
-	pending  *list.Element // in sessionTable.handshaking while the handshake runs
-	busy     *list.Element // in sessionTable.busy while it has been used since its last trim
+	closing  bool       // the peer sent close_notify: end once the handler is done
+	slow     bool       // its handler outlasted handlerInline once: it runs on its own goroutine
+	ended    bool       // the engine is closed; the server has been told
 }
 
 // sessionTable holds a server's sessions: the established ones, least recently used first

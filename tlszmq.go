@@ -257,6 +257,10 @@ func (e *Engine) sendData(send func([]byte) error) (int, error) {
 	return n, err
 }
 
+// takeData hands over the bytes GetData would return without copying them: the engine's
+// storage goes with them (give it to bio.Recycle once sent). nil when there are none.
+func (e *Engine) takeData() []byte { return e.out.Detach() }
+
 // CanRecv reports whether Read has application data (the C++ can_recv).
 func (e *Engine) CanRecv() bool { return e.plain.Len() > 0 }
 

@@ -165,6 +165,27 @@ func (b *Buffer) Discard(n int) {
 	b.compact()
 }
 
+// Detach empties the Buffer and returns its unread bytes without copying them (nil if there
+// are none): their storage goes with them, and the Buffer takes new storage when it next
+// grows. Once done with the bytes, give them to Recycle, so that pooled storage is reused.
+func (b *Buffer) Detach() []byte {
+	if b.Len() == 0 {
+		return nil
+	}
+	p := b.buf[b.off:]
+	b.buf, b.off, b.peak, b.pooled = nil, 0, 0, nil
+	return p
+}
+
+// Recycle gives storage that Detach returned back to the shared pool of its size; storage of
+// another size is left to the garbage collector. p must not be used afterwards.
+func Recycle(p []byte) {
+	if i := poolFor(cap(p)); i >= 0 && cap(p) == poolCap<<(2*i) {
+		p = p[:0]
+		pools[i].Put(&p)
+	}
+}
+
 // CloseWrite marks the end of the stream: once the unread bytes are gone, Read returns io.EOF.
 func (b *Buffer) CloseWrite() { b.eof = true }
 

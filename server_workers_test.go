@@ -1,0 +1,272 @@
+package tlszmq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A handler blocked on one session holds up that session only: while it waits, other
+// sessions' requests are answered, on one worker as on several.
+func TestSlowHandlerHoldsUpItsOwnSessionOnly(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			entered, release := make(chan struct{}), make(chan struct{})
+			handler := func(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
+				if string(req[0]) == "slow" {
+					close(entered)
+					<-release
+				}
+				return req, nil
+			}
+			srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", handler, &ServerOptions{Workers: workers, Logger: quietLog(t)})
+			slow := newClient(t, clientConfig(), srv.Endpoint(), nil)
+			slowDone := make(chan error, 1)
+			go func() {
+				_, err := slow.Request(ctxTimeout(t, 30*time.Second), []byte("slow"))
+				slowDone <- err
+			}()
+			<-entered
+			// Other sessions, many of them on the blocked handler's worker, go on.
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c := newClient(t, clientConfig(), srv.Endpoint(), nil)
+					for j := range 10 {
+						msg := fmt.Sprintf("%d/%d", i, j)
+						got, err := c.Request(ctxTimeout(t, 10*time.Second), []byte(msg))
+						if err != nil || string(got[0]) != msg {
+							t.Errorf("%s: %q, %v (while another session's handler is blocked)", msg, got, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			select {
+			case err := <-slowDone:
+				t.Fatalf("the slow request returned before its handler was released: %v", err)
+			default:
+			}
+			close(release)
+			if err := <-slowDone; err != nil {
+				t.Fatalf("the slow request: %v", err)
+			}
+		})
+	}
+}
+
+// The handler's context ends with its session (here removed as idle while the handler
+// waits) and with the server, and carries HandlerTimeout as its deadline.
+func TestHandlerContext(t *testing.T) {
+	type seen struct {
+		err      error
+		deadline bool
+	}
+	got := make(chan seen, 4)
+	handler := func(ctx context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
+		_, ok := ctx.Deadline()
+		if string(req[0]) == "wait" {
+			<-ctx.Done()
+		}
+		got <- seen{ctx.Err(), ok}
+		return req, nil
+	}
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", handler,
+		&ServerOptions{HandlerTimeout: time.Hour, IdleTimeout: 300 * time.Millisecond, Logger: quietLog(t)})
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+	if _, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("quick")); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s.err != nil || !s.deadline {
+		t.Fatalf("a handler's context: err %v, deadline %v; want a live context with a deadline", s.err, s.deadline)
+	}
+	wantCancelled := func(when string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if !errors.Is(s.err, context.Canceled) {
+				t.Fatalf("the context of a handler %s: %v", when, s.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the context of a handler %s was not cancelled", when)
+		}
+	}
+	if err := c.Send(ctxTimeout(t, 10*time.Second), []byte("wait")); err != nil {
+		t.Fatal(err)
+	}
+	wantCancelled("whose session was removed (idle)")
+
+	c2 := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+	if err := c2.Send(ctxTimeout(t, 10*time.Second), []byte("wait")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	srv.Close()
+	wantCancelled("whose server stopped")
+}
+
+// Reply may be called from any goroutine: many goroutines answer the deferred requests of
+// many sessions at once, in whatever order they finish, and every reply reaches its own
+// session (run under -race in make test).
+func TestReplyFromManyGoroutines(t *testing.T) {
+	type request struct {
+		peer *Peer
+		msg  []byte
+	}
+	requests := make(chan request, 256)
+	handler := func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+		requests <- request{p, req[0]}
+		return nil, ErrDeferred
+	}
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", handler, &ServerOptions{Logger: quietLog(t)})
+	stop := make(chan struct{})
+	var repliers sync.WaitGroup
+	defer func() { close(stop); repliers.Wait() }()
+	for range 8 {
+		repliers.Add(1)
+		go func() {
+			defer repliers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case r := <-requests:
+					time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+					if err := srv.Reply(r.peer, [][]byte{bytes.ToUpper(r.msg), []byte(r.peer.String())}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("client-%d", i)
+			c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Identity: id})
+			for j := range 50 {
+				msg := fmt.Sprintf("%s message %d", id, j)
+				got, err := c.Request(ctxTimeout(t, 10*time.Second), []byte(msg))
+				if err != nil || len(got) != 2 || string(got[0]) != string(bytes.ToUpper([]byte(msg))) || string(got[1]) != id {
+					t.Errorf("%q: got %q, %v", msg, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// A Reply for a session without a deferred request, or one that is gone, fails.
+	var peer *Peer
+	srv2 := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+		peer = p
+		return req, nil
+	}, &ServerOptions{Logger: quietLog(t)})
+	c := newClient(t, clientConfig(), srv2.Endpoint(), nil)
+	if _, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv2.Reply(peer, [][]byte{[]byte("unasked")}); err == nil {
+		t.Fatal("Reply without a deferred request succeeded")
+	}
+	if err := srv.Reply(peer, nil); err == nil {
+		t.Fatal("Reply to another server's peer succeeded")
+	}
+}
+
+// Sessions are spread over the workers and each stays on one for its whole life.
+func TestSessionsStayOnTheirWorker(t *testing.T) {
+	var mu sync.Mutex
+	workersOf := map[string]map[int]bool{}
+	handler := func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if workersOf[p.Key()] == nil {
+			workersOf[p.Key()] = map[int]bool{}
+		}
+		workersOf[p.Key()][p.sess.w.id] = true
+		return req, nil
+	}
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", handler, &ServerOptions{Workers: 4, Logger: quietLog(t)})
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+			for j := range 20 {
+				if _, err := c.Request(ctxTimeout(t, 10*time.Second), []byte(fmt.Sprint(i, j))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	used := map[int]int{}
+	for key, ws := range workersOf {
+		if len(ws) != 1 {
+			t.Errorf("session %q ran on workers %v", key, ws)
+		}
+		for w := range ws {
+			used[w]++
+		}
+	}
+	if len(workersOf) != 16 || len(used) != 4 {
+		t.Fatalf("%d sessions over workers %v; want 16 over all 4", len(workersOf), used)
+	}
+}
+
+// A handler may answer another session's deferred request itself: its Reply goes to the
+// worker whose goroutine the handler is running on, which carries on without it.
+func TestReplyFromAHandler(t *testing.T) {
+	var deferred *Peer
+	var mu sync.Mutex
+	var srv *Server
+	handler := func(_ context.Context, p *Peer, req [][]byte) ([][]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch string(req[0]) {
+		case "defer":
+			deferred = p
+			return nil, ErrDeferred
+		case "answer the other":
+			if err := srv.Reply(deferred, [][]byte{[]byte("answered by another session's handler")}); err != nil {
+				return nil, err
+			}
+			return [][]byte{[]byte("done")}, nil
+		}
+		return req, nil
+	}
+	srv = startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", handler, &ServerOptions{Workers: 1})
+	a := newClient(t, clientConfig(), srv.Endpoint(), nil)
+	b := newClient(t, clientConfig(), srv.Endpoint(), nil)
+	got := make(chan string, 1)
+	go func() {
+		r, err := a.Request(ctxTimeout(t, 10*time.Second), []byte("defer"))
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(r[0])
+	}()
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return deferred != nil }, "the deferred request")
+	r, err := b.Request(ctxTimeout(t, 10*time.Second), []byte("answer the other"))
+	if err != nil || string(r[0]) != "done" {
+		t.Fatalf("the answering session: %q, %v", r, err)
+	}
+	if s := <-got; s != "answered by another session's handler" {
+		t.Fatalf("the deferred session got %q", s)
+	}
+}
