@@ -18,6 +18,10 @@ var transportFlags = map[string]perf.Transport{
 	"chacha20": {Name: perf.TLS, Suite: perf.ChaCha20}, "tls12": {Name: perf.TLS, Suite: perf.TLS12AES},
 }
 
+// The handshake and bulk streams measurements run their clients in a copy of this
+// executable, which perf.RunChildIfAsked turns into the client process before anything else.
+func init() { perf.RunChildIfAsked() }
+
 // runBench measures tlszmq beside plain ZeroMQ and CURVE (see package perf) and prints a table,
 // or with -json one JSON object per measurement and round.
 func runBench(args []string, stdout, stderr io.Writer) error {
@@ -27,10 +31,11 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	quiet := fs.Bool("q", false, "do not report progress on stderr")
 	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "rounds: every case is measured once per round, interleaved")
 	fs.DurationVar(&o.Duration, "time", o.Duration, "how long each case is measured in each round")
-	patterns := fs.String("patterns", strings.Join(o.Patterns, ","), "what to measure: roundtrip, stream, handshake, session-memory")
-	transports := fs.String("transports", "plain,curve,aes128,aes256,chacha20,tls12", "transports of roundtrip and stream: plain, curve, aes128, aes256, chacha20 (TLS 1.3), tls12 (ECDHE-RSA-AES128-GCM-SHA256)")
-	sizes := fs.String("sizes", "64,1K,16K,256K,1M", "message sizes of roundtrip and stream (suffixes K and M)")
-	fs.IntVar(&o.Clients, "clients", o.Clients, "client goroutines that handshake with the one server")
+	patterns := fs.String("patterns", strings.Join(o.Patterns, ","), "what to measure: roundtrip, stream, streams (many clients at once), handshake, session-memory")
+	transports := fs.String("transports", "plain,curve,aes128,aes256,chacha20,tls12", "transports of roundtrip, stream and streams: plain, curve, aes128, aes256, chacha20 (TLS 1.3), tls12 (ECDHE-RSA-AES128-GCM-SHA256)")
+	sizes := fs.String("sizes", "64,1K,16K,256K,1M", "message sizes of roundtrip, stream and streams (suffixes K and M)")
+	workers := fs.String("workers", joinInts(o.Workers), "server worker counts (ServerOptions.Workers): every tlszmq case is measured with each")
+	fs.IntVar(&o.Clients, "clients", o.Clients, "clients of handshake and streams, run in another process, at the one server")
 	fs.IntVar(&o.Sessions, "sessions", o.Sessions, "idle sessions opened for the memory measurement")
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
@@ -40,9 +45,20 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	o.Patterns = split(*patterns)
 	for _, p := range o.Patterns {
-		if p != perf.Roundtrip && p != perf.Stream && p != perf.Handshake && p != perf.SessionMemory {
-			return cli.Usagef("-patterns: unknown pattern %q (roundtrip, stream, handshake, session-memory)", p)
+		if p != perf.Roundtrip && p != perf.Stream && p != perf.Streams && p != perf.Handshake && p != perf.SessionMemory {
+			return cli.Usagef("-patterns: unknown pattern %q (roundtrip, stream, streams, handshake, session-memory)", p)
 		}
+	}
+	o.Workers = nil
+	for _, f := range split(*workers) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return cli.Usagef("-workers: %q is not a worker count (1 or more)", f)
+		}
+		o.Workers = append(o.Workers, n)
+	}
+	if len(o.Workers) == 0 {
+		return cli.Usagef("-workers: no worker count")
 	}
 	o.Transports = nil
 	for _, name := range split(*transports) {
@@ -74,8 +90,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if !*asJSON {
-		fmt.Fprintf(stdout, "tlszmq bench: %d round(s) of %v per case, %s/%s, %d CPUs, tcp://127.0.0.1; medians (min–max)\n\n",
-			o.Rounds, o.Duration, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+		fmt.Fprintf(stdout, "tlszmq bench: %d round(s) of %v per case, %s/%s, %d CPUs, GOMAXPROCS %d, tcp://127.0.0.1; medians (min–max)\n\n",
+			o.Rounds, o.Duration, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 		sum.WriteTable(stdout)
 	}
 	return nil
@@ -89,6 +105,15 @@ func split(s string) []string {
 		}
 	}
 	return out
+}
+
+// joinInts is "1,2".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 // parseSize reads "64", "16K" or "1M".

@@ -47,7 +47,8 @@ func TestKeygenWritesPrivateKeys(t *testing.T) {
 
 func TestBadUse(t *testing.T) {
 	for _, args := range [][]string{{"nope"}, {"keygen", "-key", "dsa"}, {"demo", "-certs", "/nonexistent"}, {"demo", "-x"},
-		{"bench", "-patterns", "nope"}, {"bench", "-transports", "rot13"}, {"bench", "-sizes", "1G"}, {"bench", "-rounds", "0"}} {
+		{"bench", "-patterns", "nope"}, {"bench", "-transports", "rot13"}, {"bench", "-sizes", "1G"}, {"bench", "-rounds", "0"},
+		{"bench", "-workers", "0"}, {"bench", "-workers", "1,two"}, {"bench", "-workers", ","}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
@@ -55,34 +56,90 @@ func TestBadUse(t *testing.T) {
 	}
 }
 
-// tlszmq bench -json prints one JSON object per case and round with the documented fields.
-func TestBenchJSON(t *testing.T) {
+// benchRow is a line of tlszmq bench -json.
+type benchRow struct {
+	Pattern, Transport, Suite, Impl, Connections string
+	Size, Round, Workers, Clients, Count         int
+	MsgsPerS                                     float64  `json:"msgs_per_s"`
+	MBPerS                                       float64  `json:"mb_per_s"`
+	BytesPerSession                              *float64 `json:"bytes_per_session"`
+	P50                                          float64  `json:"p50_us"`
+	P99                                          float64  `json:"p99_us"`
+	ServerCPU                                    float64  `json:"server_cpu_s"`
+	CPUEach                                      float64  `json:"server_cpu_us_per_handshake"`
+}
+
+// benchJSON runs tlszmq bench with args and returns its rows and what it said on stderr.
+func benchJSON(t *testing.T, args ...string) ([]benchRow, string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "-json", "-q", "-rounds", "2", "-time", "20ms", "-patterns", "roundtrip,stream",
-		"-transports", "plain,curve,aes128", "-sizes", "64,1K"}
-	if code := run(args, &stdout, &stderr); code != 0 {
+	if code := run(append([]string{"bench", "-json"}, args...), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 2*2*3*2 {
-		t.Fatalf("%d lines, want %d:\n%s", len(lines), 2*2*3*2, stdout.String())
-	}
-	for _, line := range lines {
-		var r struct {
-			Pattern, Transport, Suite string
-			Size, Round               int
-			MsgsPerS                  float64  `json:"msgs_per_s"`
-			MBPerS                    float64  `json:"mb_per_s"`
-			BytesPerSession           *float64 `json:"bytes_per_session"`
-		}
+	var rows []benchRow
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var r benchRow
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
+		if (r.Impl == "tlszmq") != (r.Workers > 0) {
+			t.Errorf("workers %d in %s", r.Workers, line)
+		}
+		rows = append(rows, r)
+	}
+	return rows, stderr.String()
+}
+
+// tlszmq bench -json prints one JSON object per case and round with the documented fields:
+// the tlszmq cases once per worker count, round trips with their latency percentiles.
+func TestBenchJSON(t *testing.T) {
+	rows, _ := benchJSON(t, "-q", "-rounds", "2", "-time", "20ms", "-patterns", "roundtrip,stream",
+		"-transports", "plain,curve,aes128", "-sizes", "64,1K", "-workers", "1,2")
+	if want := 2 * 2 * (2 + 2) * 2; len(rows) != want {
+		t.Fatalf("%d lines, want %d: %+v", len(rows), want, rows)
+	}
+	for _, r := range rows {
 		if r.Pattern == "" || r.Transport == "" || r.Size == 0 || r.Round == 0 || r.MsgsPerS <= 0 || r.MBPerS <= 0 || r.BytesPerSession == nil {
-			t.Errorf("incomplete: %s", line)
+			t.Errorf("incomplete: %+v", r)
 		}
-		if (r.Transport == "tls") != (r.Suite != "") {
-			t.Errorf("suite and transport disagree: %s", line)
+		if (r.Transport == "tls") != (r.Suite != "") || (r.Transport == "tls") != (r.Workers == 1 || r.Workers == 2) {
+			t.Errorf("suite, transport and workers disagree: %+v", r)
 		}
+		if (r.Pattern == "roundtrip") != (r.P50 > 0 && r.P99 >= r.P50) {
+			t.Errorf("latency percentiles: %+v", r)
+		}
+	}
+}
+
+// tlszmq bench measures handshakes and bulk streams with clients in a copy of itself (here
+// the test binary, which bench.go's init turns into the client process), once per worker
+// count, and reports its progress as "case k of n".
+func TestBenchHandshakesAndStreams(t *testing.T) {
+	rows, stderr := benchJSON(t, "-rounds", "1", "-time", "200ms", "-patterns", "handshake,streams",
+		"-transports", "plain,aes128", "-sizes", "16K", "-workers", "1,2", "-clients", "4")
+	// 2 keys × (2 worker counts × 2 connection kinds + 2 C limit rows), then streams: plain
+	// once, aes128 once per worker count.
+	if want := 2*(2*2+2) + 1 + 2; len(rows) != want {
+		t.Fatalf("%d lines, want %d: %+v", len(rows), want, rows)
+	}
+	workers := map[string]int{}
+	for _, r := range rows {
+		switch {
+		case r.Pattern == "handshake" && r.Impl == "tlszmq":
+			if r.Clients != 4 || r.Count <= 0 || r.MsgsPerS <= 0 || r.ServerCPU <= 0 || r.CPUEach <= 0 {
+				t.Errorf("handshakes: %+v", r)
+			}
+		case r.Pattern == "streams":
+			if r.Clients != 4 || r.Size != 16<<10 || r.MBPerS <= 0 || r.ServerCPU <= 0 {
+				t.Errorf("streams: %+v", r)
+			}
+		}
+		workers[r.Pattern+" "+r.Transport+" "+r.Impl] |= 1 << r.Workers
+	}
+	if workers["streams tls tlszmq"] != 1<<1|1<<2 || workers["streams plain "] != 1 || workers["handshake tls tlszmq"] != 1<<1|1<<2 {
+		t.Errorf("the worker counts measured: %v", workers)
+	}
+	if n := strings.Count(stderr, "bench: case "); n != 2*(2*2+1)+3 || !strings.Contains(stderr, "bench: case 13 of 13, round 1: streams tls1.3 aes128 16 KiB, 4 clients in another process, 2 workers\n") {
+		t.Errorf("progress:\n%s", stderr)
 	}
 }

@@ -1,16 +1,10 @@
 package perf
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"runtime"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -19,87 +13,54 @@ import (
 	"github.com/tlszmq/tlszmq/internal/cbench"
 )
 
-// Handshakes measures full TLS 1.3 handshakes per second on one tlszmq Server for d, with
-// clients goroutines that handshake over and over. With kept, each client keeps one ZeroMQ
-// connection (a DEALER) and runs session after session over it, each behind an envelope frame
-// of its own and ended with close_notify: the TLS server's capacity. Without, each handshake
-// is a new REQ client with a new ZeroMQ connection, closed after it: what a client that
-// connects anew every time costs, TCP and ZMTP set-up included.
+// Handshakes measures full TLS 1.3 handshakes per second on one tlszmq Server with the given
+// workers (tlszmq.ServerOptions.Workers) for d, with clients that handshake over and over in
+// another process (see RunChildIfAsked). With kept, each client keeps one ZeroMQ connection
+// (a DEALER) and runs session after session over it, each behind an envelope frame of its own
+// and ended with close_notify: the TLS server's capacity. Without, each handshake is a new REQ
+// client with a new ZeroMQ connection, closed after it: what a client that connects anew every
+// time costs, TCP and ZMTP set-up included. The server counts the handshakes
+// (Stats.HandshakesDone).
 //
-// It also returns the CPU time the server's thread used meanwhile: Serve runs locked to one OS
-// thread, whose user and system time the kernel counts (/proc/self/task/TID/stat). Handshakes
-// divided by it is what one core gives the server, comparable with OpenSSL's server side in C
-// however busy the clients keep the machine's other cores.
-func Handshakes(keys *Keys, clients int, d time.Duration, kept bool) (n int, elapsed, serverCPU time.Duration, err error) {
+// It also returns the CPU time, user and system, this process used meanwhile: the server's
+// alone, whichever goroutines and threads its workers ran on, since the clients run elsewhere.
+// Handshakes divided by it is what one core gives the server, comparable with OpenSSL's server
+// side in C however busy the clients keep the machine's other cores.
+func Handshakes(keys *Keys, clients, workers int, d time.Duration, kept bool) (n int, elapsed, serverCPU time.Duration, err error) {
 	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*",
 		func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) { return nil, nil },
-		&tlszmq.ServerOptions{Logger: quietLog})
+		&tlszmq.ServerOptions{Logger: quietLog, Workers: workers})
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	stop := serve(srv)
+	defer func() {
+		if serr := stop(); err == nil && serr != nil {
+			err = serr
+		}
+	}()
+	job := clientJob{Kind: newConnections, Endpoint: srv.Endpoint(), Clients: clients,
+		Transport: TLS, Suite: keys.Suite, CAPEM: keys.CAPEM}
+	if kept {
+		job.Kind = keptConnections
+	}
+	return countWithClients(job, func() int64 { return srv.Stats().HandshakesDone }, d)
+}
+
+// serve runs srv on a goroutine of its own until the function it returns is called, which
+// returns what Serve returned.
+func serve(srv *tlszmq.Server) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	tid := make(chan int, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		tid <- syscall.Gettid()
-		served <- srv.Serve(ctx)
-	}()
-	defer func() { cancel(); <-served }()
-	serverThread := <-tid
-
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var err error
-			if kept {
-				err = keptConnection(keys.Client, srv.Endpoint(), i, &stop)
-			} else {
-				err = newConnections(keys.Client, srv.Endpoint(), &stop)
-			}
-			if err != nil {
-				errs <- err
-			}
-		}()
+	go func() { served <- srv.Serve(ctx) }()
+	return func() error {
+		cancel()
+		return <-served
 	}
-	// Count the server's completed handshakes over d, once the clients are under way.
-	time.Sleep(d / 10)
-	start, cpu0, t0 := srv.Stats().HandshakesDone, threadCPU(serverThread), time.Now()
-	time.Sleep(d)
-	done, cpu1, elapsed := srv.Stats().HandshakesDone-start, threadCPU(serverThread), time.Since(t0)
-	stop.Store(true)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return 0, 0, 0, err
-	default:
-	}
-	return int(done), elapsed, cpu1 - cpu0, nil
 }
 
-// threadCPU is the user and system time a thread of this process has used, in the kernel's
-// clock ticks (1/100 s), or 0 if it cannot be read.
-func threadCPU(tid int) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name (which may hold spaces) close with ")".
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-// newConnections handshakes with a new REQ client each time until stop.
-func newConnections(ctx *tlszmq.Context, endpoint string, stop *atomic.Bool) error {
+// newConnection handshakes with a new REQ client each time until stop.
+func newConnection(ctx *tlszmq.Context, endpoint string, stop *atomic.Bool, did func()) error {
 	for !stop.Load() {
 		c, err := tlszmq.NewClient(ctx, endpoint, nil)
 		if err == nil {
@@ -109,12 +70,13 @@ func newConnections(ctx *tlszmq.Context, endpoint string, stop *atomic.Bool) err
 		if err != nil {
 			return err
 		}
+		did()
 	}
 	return nil
 }
 
 // keptConnection runs session after session over one DEALER until stop.
-func keptConnection(ctx *tlszmq.Context, endpoint string, client int, stop *atomic.Bool) error {
+func keptConnection(ctx *tlszmq.Context, endpoint string, client int, stop *atomic.Bool, did func()) error {
 	sock, err := zmq.NewSocket(zmq.DEALER)
 	if err != nil {
 		return err
@@ -129,6 +91,7 @@ func keptConnection(ctx *tlszmq.Context, endpoint string, client int, stop *atom
 		if err := openSession(ctx, sock, fmt.Sprintf("c%d-%d", client, n), true); err != nil {
 			return err
 		}
+		did()
 	}
 	return nil
 }

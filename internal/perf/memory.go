@@ -50,21 +50,19 @@ func MemoryNow() Footprint {
 	return f
 }
 
-// Sessions establishes n TLS sessions with one tlszmq Server and measures, while they are
-// idle, how much the process has grown per session. The clients are engines over one DEALER
-// socket, each behind its own envelope frame (as behind a device), and are freed once their
-// handshake is done, so that the growth is the server's: n live sessions in its table.
-func Sessions(keys *Keys, n int) (per Footprint, err error) {
+// Sessions establishes n TLS sessions with one tlszmq Server with the given workers and
+// measures, while they are idle, how much the process has grown per session. The clients are
+// engines over one DEALER socket, each behind its own envelope frame (as behind a device), and
+// are freed once their handshake is done, so that the growth is the server's: n live sessions
+// in its table.
+func Sessions(keys *Keys, n, workers int) (per Footprint, err error) {
 	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*",
 		func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) { return nil, nil },
-		&tlszmq.ServerOptions{Logger: quietLog, MaxSessions: n + 16, IdleTimeout: time.Hour})
+		&tlszmq.ServerOptions{Logger: quietLog, MaxSessions: n + 16, IdleTimeout: time.Hour, Workers: workers})
 	if err != nil {
 		return per, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-served }()
+	defer serve(srv)()
 
 	sock, err := zmq.NewSocket(zmq.DEALER)
 	if err != nil {

@@ -1,8 +1,15 @@
 // Package perf measures tlszmq beside plain ZeroMQ and ZeroMQ's own CURVE security, over
-// tcp://127.0.0.1 in one process: lock-step round trips (REQ client, ROUTER server), one-way
-// streaming (DEALER to ROUTER with a credit window), handshakes per second on one server with
-// many clients beside OpenSSL's limit in plain C, and the memory an idle session holds. The
-// `tlszmq bench` command and the package's go test benchmarks both run on it.
+// tcp://127.0.0.1: lock-step round trips (REQ client, ROUTER server) with their latency
+// percentiles, one-way streaming (DEALER to ROUTER with a credit window), bulk streaming by
+// many clients into one server, handshakes per second on one server with many clients beside
+// OpenSSL's limit in plain C, and the memory an idle session holds. Every tlszmq case runs once
+// for each count of server workers it is given (tlszmq.ServerOptions.Workers).
+//
+// Round trips, streaming and memory run client and server in one process. The handshake and
+// bulk streaming clients run in another process, a copy of the running executable (see
+// RunChildIfAsked), so that their scheduling does not hide the server's cost and the server
+// process's CPU time is the server's own. The `tlszmq bench` command and the package's go
+// test benchmarks both run on it.
 package perf
 
 import (
@@ -18,6 +25,8 @@ const (
 	Stream        = "stream"
 	Handshake     = "handshake"
 	SessionMemory = "session-memory"
+	// Streams is many clients streaming into one server at once: bulk throughput.
+	Streams = "streams"
 )
 
 // Transports, as the "transport" field of a Result.
@@ -70,14 +79,26 @@ type Result struct {
 	// Impl is "tlszmq", or "c-limit" for OpenSSL's own figure in plain C (handshakes).
 	Impl string `json:"impl,omitempty"`
 	// Key is the server key of handshakes: "RSA-2048" or "ECDSA-P256".
-	Key     string `json:"key,omitempty"`
-	Clients int    `json:"clients,omitempty"`
+	Key string `json:"key,omitempty"`
+	// Workers is the server's worker count (tlszmq.ServerOptions.Workers) in tlszmq cases;
+	// 0 (left out) for plain ZeroMQ, CURVE and OpenSSL in C.
+	Workers int `json:"workers,omitempty"`
+	// Clients is the number of client sessions of handshakes and bulk streams, which run in
+	// another process than the server.
+	Clients int `json:"clients,omitempty"`
 	// Connections, for handshakes: "kept" (sessions one after another over each client's
 	// ZeroMQ connection) or "new" (a new connection for every handshake).
 	Connections string `json:"connections,omitempty"`
-	// ServerCPUSeconds is the CPU time the server's thread used while the handshakes were
-	// counted: Count divided by it is the server's rate per core.
+	// P50Micros and P99Micros are the median and 99th percentile of the round trips'
+	// durations, in microseconds (round trips only).
+	P50Micros float64 `json:"p50_us,omitempty"`
+	P99Micros float64 `json:"p99_us,omitempty"`
+	// ServerCPUSeconds is the CPU time, user and system, that the server's process used while
+	// the handshakes or bulk stream's messages were counted (its clients run in another
+	// process): Count divided by it is the server's rate per core, whatever its workers.
 	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
+	// ServerCPUMicrosPerHandshake is ServerCPUSeconds per handshake, in microseconds.
+	ServerCPUMicrosPerHandshake float64 `json:"server_cpu_us_per_handshake,omitempty"`
 	// Count is how many messages, handshakes or sessions were measured, in Seconds.
 	Count   int     `json:"count"`
 	Seconds float64 `json:"seconds"`

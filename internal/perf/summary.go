@@ -43,70 +43,86 @@ func (s *Summary) Add(r Result) {
 }
 
 func caseKey(r Result) string {
-	return fmt.Sprintf("%s|%s|%s|%d|%s|%s|%s", r.Pattern, r.Transport, r.Suite, r.Size, r.Impl, r.Key, r.Connections)
+	return fmt.Sprintf("%s|%s|%s|%d|%d|%s|%s|%s", r.Pattern, r.Transport, r.Suite, r.Size, r.Workers, r.Impl, r.Key, r.Connections)
 }
 
-// Rate is the median and range of msgs_per_s of a case; ok is false when it was not measured.
-func (s *Summary) Rate(pattern, transport, suite string, size int, impl, key string) (Stat, bool) {
-	return s.rate(Result{Pattern: pattern, Transport: transport, Suite: suite, Size: size, Impl: impl, Key: key})
+// Rate is the median and range of msgs_per_s of the case c belongs to: the results of the
+// rounds with c's pattern, transport, suite, size, workers, impl, key and connections. ok is
+// false when it was not measured.
+func (s *Summary) Rate(c Result) (st Stat, ok bool) {
+	return s.median(c, func(r Result) float64 { return r.MsgsPerS })
 }
 
-// rate is Rate for the case r belongs to.
-func (s *Summary) rate(r Result) (Stat, bool) {
-	rs := s.cases[caseKey(r)]
+// median is the median and range of one figure of the case c belongs to.
+func (s *Summary) median(c Result, figure func(Result) float64) (Stat, bool) {
+	rs := s.cases[caseKey(c)]
 	if len(rs) == 0 {
 		return Stat{}, false
 	}
 	v := make([]float64, len(rs))
 	for i, r := range rs {
-		v[i] = r.MsgsPerS
+		v[i] = figure(r)
 	}
 	return stat(v), true
 }
 
-// Ratio divides the median message rates of two cases of one pattern and size.
-func (s *Summary) Ratio(pattern string, size int, a, b Transport) (float64, bool) {
-	x, ok1 := s.Rate(pattern, a.Name, a.Suite, size, implOf(a), "")
-	y, ok2 := s.Rate(pattern, b.Name, b.Suite, size, implOf(b), "")
+// Ratio divides the median message rates of two cases of one pattern and size, each at the
+// given server workers if it is tlszmq (plain ZeroMQ and CURVE have none).
+func (s *Summary) Ratio(pattern string, size, workers int, a, b Transport) (float64, bool) {
+	x, ok1 := s.Rate(linkCase(pattern, size, workers, a))
+	y, ok2 := s.Rate(linkCase(pattern, size, workers, b))
 	if !ok1 || !ok2 || y.Median == 0 {
 		return 0, false
 	}
 	return x.Median / y.Median, true
 }
 
-func implOf(t Transport) string {
+// linkCase is a Result of the round-trip, streaming or bulk streams case of transport t.
+func linkCase(pattern string, size, workers int, t Transport) Result {
+	r := Result{Pattern: pattern, Transport: t.Name, Suite: t.Suite, Size: size}
 	if t.Name == TLS {
-		return "tlszmq"
+		r.Impl, r.Workers = "tlszmq", workers
 	}
-	return ""
+	return r
 }
 
 // WriteTable prints the medians and ranges, with each TLS case's ratio to plain ZeroMQ and to
-// CURVE, then the handshakes and the session memory.
+// CURVE and the round trips' latency percentiles, then the handshakes and the session memory.
 func (s *Summary) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pattern\ttransport\tsize\tmsgs/s\t(min–max)\tMB/s\t×plain\t×curve\t")
+	fmt.Fprintln(tw, "pattern\ttransport\tworkers\tsize\tmsgs/s\t(min–max)\tMB/s\tp50 µs\tp99 µs\t×plain\t×curve\t")
 	for _, k := range s.order {
-		rs := s.cases[k]
-		r := rs[0]
-		if r.Pattern != Roundtrip && r.Pattern != Stream {
+		r := s.cases[k][0]
+		if r.Pattern != Roundtrip && r.Pattern != Stream && r.Pattern != Streams {
 			continue
 		}
-		st, _ := s.Rate(r.Pattern, r.Transport, r.Suite, r.Size, r.Impl, r.Key)
+		st, _ := s.Rate(r)
 		t := Transport{r.Transport, r.Suite}
 		vsPlain, vsCurve := "", ""
 		if t.Name != Plain {
-			if x, ok := s.Ratio(r.Pattern, r.Size, t, Transport{Name: Plain}); ok {
+			if x, ok := s.Ratio(r.Pattern, r.Size, r.Workers, t, Transport{Name: Plain}); ok {
 				vsPlain = fmt.Sprintf("%.2f", x)
 			}
 		}
 		if t.Name == TLS {
-			if x, ok := s.Ratio(r.Pattern, r.Size, t, Transport{Name: Curve}); ok {
+			if x, ok := s.Ratio(r.Pattern, r.Size, r.Workers, t, Transport{Name: Curve}); ok {
 				vsCurve = fmt.Sprintf("%.2f", x)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(%s–%s)\t%.1f\t%s\t%s\t\n", r.Pattern, shortName(t), SizeName(r.Size),
-			count(st.Median), count(st.Min), count(st.Max), st.Median*float64(r.Size)/1e6, vsPlain, vsCurve)
+		pattern, workers, p50, p99 := r.Pattern, "", "", ""
+		if r.Pattern == Streams {
+			pattern = fmt.Sprintf("%s×%d", r.Pattern, r.Clients)
+		}
+		if r.Workers > 0 {
+			workers = fmt.Sprint(r.Workers)
+		}
+		if r.P50Micros > 0 {
+			a, _ := s.median(r, func(r Result) float64 { return r.P50Micros })
+			b, _ := s.median(r, func(r Result) float64 { return r.P99Micros })
+			p50, p99 = fmt.Sprintf("%.1f", a.Median), fmt.Sprintf("%.1f", b.Median)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t(%s–%s)\t%.1f\t%s\t%s\t%s\t%s\t\n", pattern, shortName(t), workers, SizeName(r.Size),
+			count(st.Median), count(st.Min), count(st.Max), st.Median*float64(r.Size)/1e6, p50, p99, vsPlain, vsCurve)
 	}
 	tw.Flush()
 	first := true
@@ -116,26 +132,28 @@ func (s *Summary) WriteTable(w io.Writer) {
 			continue
 		}
 		if first {
-			fmt.Fprintln(w, "\nhandshakes/s, TLS 1.3, one server:")
+			fmt.Fprintln(w, "\nhandshakes/s, TLS 1.3, one server, its clients in another process:")
 			first = false
 		}
-		ours, _ := s.rate(r)
-		line := fmt.Sprintf("  %-10s tlszmq server, %d clients, %s connections: %s (%s–%s)", r.Key, r.Clients, r.Connections,
-			count(ours.Median), count(ours.Min), count(ours.Max))
+		ours, _ := s.Rate(r)
+		line := fmt.Sprintf("  %-10s tlszmq server, %s, %d clients, %s connections: %s (%s–%s)", r.Key, workersName(r.Workers), r.Clients,
+			r.Connections, count(ours.Median), count(ours.Min), count(ours.Max))
 		var perCPU []float64
-		for _, x := range s.cases[caseKey(r)] {
+		for _, x := range s.cases[k] {
 			if x.ServerCPUSeconds > 0 {
 				perCPU = append(perCPU, float64(x.Count)/x.ServerCPUSeconds)
 			}
 		}
-		pair, okPair := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit", r.Key)
-		server, okServer := s.Rate(Handshake, TLS, r.Suite, 0, "c-limit-server", r.Key)
+		limit := Result{Pattern: Handshake, Transport: TLS, Suite: r.Suite, Impl: "c-limit", Key: r.Key}
+		pair, okPair := s.Rate(limit)
+		limit.Impl = "c-limit-server"
+		server, okServer := s.Rate(limit)
 		if okPair {
 			line += fmt.Sprintf(" (×%.2f of C's both sides in one thread, %s)", ours.Median/pair.Median, count(pair.Median))
 		}
 		if len(perCPU) > 0 {
 			cpu := stat(perCPU)
-			line += fmt.Sprintf("; per second of the server thread's CPU: %s", count(cpu.Median))
+			line += fmt.Sprintf("; per second of the server process's CPU: %s, %.0f µs each", count(cpu.Median), 1e6/cpu.Median)
 			if okServer {
 				line += fmt.Sprintf(" (×%.2f of C's server side alone, %s)", cpu.Median/server.Median, count(server.Median))
 			}
@@ -152,8 +170,8 @@ func (s *Summary) WriteTable(w io.Writer) {
 			rss, goh, ch = append(rss, r.BytesPerSession), append(goh, r.GoHeapPerSession), append(ch, r.CHeapPerSession)
 		}
 		a, b, c := stat(rss), stat(goh), stat(ch)
-		fmt.Fprintf(w, "\nidle session memory, %d TLS 1.3 sessions on one server: %s per session (RSS; %s–%s), of which Go heap %s, C heap %s\n",
-			rs[0].Count, kib(a.Median), kib(a.Min), kib(a.Max), kib(b.Median), kib(c.Median))
+		fmt.Fprintf(w, "\nidle session memory, %d TLS 1.3 sessions on one server with %s: %s per session (RSS; %s–%s), of which Go heap %s, C heap %s\n",
+			rs[0].Count, workersName(rs[0].Workers), kib(a.Median), kib(a.Min), kib(a.Max), kib(b.Median), kib(c.Median))
 	}
 }
 

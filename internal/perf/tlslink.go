@@ -17,13 +17,17 @@ type tlsLink struct {
 	pattern string
 	srv     *tlszmq.Server
 	cli     *tlszmq.Client
-	cancel  context.CancelFunc
-	served  chan error
+	stop    func() error // stops the server
 }
 
-// Keys is what a TLS measurement runs with: contexts for both sides, made once.
+// Keys is what a TLS measurement runs with: contexts for both sides, made once, and what a
+// client process needs to make the client's again.
 type Keys struct {
 	Server, Client *tlszmq.Context
+	// CAPEM is the CA certificate the client checks the server's against; Suite is what the
+	// client offers (a TLS 1.3 suite, or TLS12AES).
+	CAPEM []byte
+	Suite string
 }
 
 // NewKeys makes the contexts of a TLS transport from a fixture (see NewFixture): the server
@@ -34,24 +38,29 @@ func NewKeys(f *Fixture, suite string, ecdsa bool) (*Keys, error) {
 	if ecdsa {
 		crt, key = f.ECCert, f.ECKey
 	}
-	scfg := &tlszmq.Config{CertPEM: crt, KeyPEM: key}
-	ccfg := &tlszmq.Config{CAPEM: f.CACert, ServerName: "localhost"}
-	switch {
-	case suite == TLS12AES:
-		ccfg.MaxVersion, ccfg.CipherList = tlszmq.VersionTLS12, suite
-	case strings.HasPrefix(suite, "TLS_"):
-		ccfg.CipherSuites = suite
-	}
-	s, err := tlszmq.NewContext(tlszmq.RoleServer, scfg)
+	s, err := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{CertPEM: crt, KeyPEM: key})
 	if err != nil {
 		return nil, err
 	}
-	c, err := tlszmq.NewContext(tlszmq.RoleClient, ccfg)
+	c, err := tlszmq.NewContext(tlszmq.RoleClient, clientConfig(f.CACert, suite))
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	return &Keys{Server: s, Client: c}, nil
+	return &Keys{Server: s, Client: c, CAPEM: f.CACert, Suite: suite}, nil
+}
+
+// clientConfig is the configuration of a client that offers suite and checks the server's
+// certificate against the CA certificate caPEM, for the host name "localhost".
+func clientConfig(caPEM []byte, suite string) *tlszmq.Config {
+	cfg := &tlszmq.Config{CAPEM: caPEM, ServerName: "localhost"}
+	switch {
+	case suite == TLS12AES:
+		cfg.MaxVersion, cfg.CipherList = tlszmq.VersionTLS12, suite
+	case strings.HasPrefix(suite, "TLS_"):
+		cfg.CipherSuites = suite
+	}
+	return cfg
 }
 
 // Close frees the contexts.
@@ -63,14 +72,15 @@ func (k *Keys) Close() {
 // quietLog drops the servers' per-session lines, which would otherwise fill the output.
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newTLSLink(keys *Keys, pattern string, size int) (*tlsLink, error) {
+// newTLSLink starts a server with the given workers and a client connected to it.
+func newTLSLink(keys *Keys, pattern string, size, workers int) (*tlsLink, error) {
 	_, chunk := credit(size)
 	ack := [][]byte{{1}}
 	var handler tlszmq.Handler = func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) {
 		return req, nil
 	}
 	if pattern == Stream {
-		got := 0 // one client per server
+		got := 0 // one client per server, so one session, which stays on one worker
 		handler = func(context.Context, *tlszmq.Peer, [][]byte) ([][]byte, error) {
 			if got++; got%chunk == 0 {
 				return ack, nil
@@ -78,13 +88,12 @@ func newTLSLink(keys *Keys, pattern string, size int) (*tlsLink, error) {
 			return nil, nil
 		}
 	}
-	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*", handler, &tlszmq.ServerOptions{Logger: quietLog})
+	srv, err := tlszmq.NewServer(keys.Server, "tcp://127.0.0.1:*", handler,
+		&tlszmq.ServerOptions{Logger: quietLog, Workers: workers})
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &tlsLink{pattern: pattern, srv: srv, cancel: cancel, served: make(chan error, 1)}
-	go func() { l.served <- srv.Serve(ctx) }()
+	l := &tlsLink{pattern: pattern, srv: srv, stop: serve(srv)}
 	opts := &tlszmq.ClientOptions{}
 	if pattern == Stream {
 		opts.Pattern = tlszmq.DEALER
@@ -127,8 +136,7 @@ func (l *tlsLink) close() error {
 	if l.cli != nil {
 		err = l.cli.Close()
 	}
-	l.cancel()
-	if serr := <-l.served; err == nil {
+	if serr := l.stop(); err == nil {
 		err = serr
 	}
 	return err

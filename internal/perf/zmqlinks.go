@@ -119,14 +119,14 @@ func newZMQLink(pattern string, curve bool, size int) (*zmqLink, error) {
 	return l, nil
 }
 
-// serve echoes each request (round trips) or acknowledges every chunk messages (streaming).
-func (l *zmqLink) serve(chunk int) error {
+// serveRouter takes the messages of a ROUTER until stop is closed: it receives each one's
+// first frame (the peer's id) and hands it to each, which takes the rest and answers.
+func serveRouter(sock *zmq.Socket, stop <-chan struct{}, each func(id []byte) error) error {
 	poller := zmq.NewPoller()
-	poller.Add(l.server, zmq.POLLIN)
-	got := 0
+	poller.Add(sock, zmq.POLLIN)
 	for {
 		select {
-		case <-l.stop:
+		case <-stop:
 			return nil
 		default:
 		}
@@ -138,44 +138,59 @@ func (l *zmqLink) serve(chunk int) error {
 			continue
 		}
 		for {
-			id, err := l.server.RecvBytes(zmq.DONTWAIT)
+			id, err := sock.RecvBytes(zmq.DONTWAIT)
 			if err != nil {
 				break
 			}
-			if l.pattern == Roundtrip {
-				// [id, "", request] back as [id, "", reply]
-				if _, err := l.server.SendBytes(id, zmq.SNDMORE); err != nil {
-					return err
-				}
-				for more := true; more; {
-					part, err := l.server.RecvBytes(0)
-					if err != nil {
-						return err
-					}
-					more, _ = l.server.GetRcvmore()
-					flag := zmq.Flag(0)
-					if more {
-						flag = zmq.SNDMORE
-					}
-					if _, err := l.server.SendBytes(part, flag); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			if _, err := l.server.RecvBytes(0); err != nil { // [id, message]
+			if err := each(id); err != nil {
 				return err
-			}
-			if got++; got%chunk == 0 {
-				if _, err := l.server.SendBytes(id, zmq.SNDMORE); err != nil {
-					return err
-				}
-				if _, err := l.server.SendBytes([]byte{1}, 0); err != nil {
-					return err
-				}
 			}
 		}
 	}
+}
+
+// serve echoes each request (round trips) or acknowledges every chunk messages (streaming).
+func (l *zmqLink) serve(chunk int) error {
+	got := 0
+	return serveRouter(l.server, l.stop, func(id []byte) error {
+		if l.pattern == Roundtrip {
+			// [id, "", request] back as [id, "", reply]
+			if _, err := l.server.SendBytes(id, zmq.SNDMORE); err != nil {
+				return err
+			}
+			for more := true; more; {
+				part, err := l.server.RecvBytes(0)
+				if err != nil {
+					return err
+				}
+				more, _ = l.server.GetRcvmore()
+				flag := zmq.Flag(0)
+				if more {
+					flag = zmq.SNDMORE
+				}
+				if _, err := l.server.SendBytes(part, flag); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if _, err := l.server.RecvBytes(0); err != nil { // [id, message]
+			return err
+		}
+		if got++; got%chunk == 0 {
+			return ack(l.server, id)
+		}
+		return nil
+	})
+}
+
+// ack sends a streaming client its acknowledgement.
+func ack(sock *zmq.Socket, id []byte) error {
+	if _, err := sock.SendBytes(id, zmq.SNDMORE); err != nil {
+		return err
+	}
+	_, err := sock.SendBytes([]byte{1}, 0)
+	return err
 }
 
 func (l *zmqLink) run(msg []byte, n int) error {
