@@ -150,8 +150,9 @@ func TestClientVerifies(t *testing.T) {
 		"-ca", filepath.Join(certsDir(), "ca.crt"), "-timeout", "3s")
 	cl.Stdout, cl.Stderr = &out, &errb
 	err := cl.Run()
-	if err == nil || !strings.Contains(errb.String(), "certificate verify failed: hostname mismatch") {
-		t.Fatalf("err %v, stderr %q: want a hostname mismatch", err, errb.String())
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(errb.String(), "certificate verify failed: hostname mismatch") {
+		t.Fatalf("err %v, stderr %q: want exit status 3 and a hostname mismatch", err, errb.String())
 	}
 }
 
@@ -239,13 +240,25 @@ func TestDevicePinsClients(t *testing.T) {
 	}
 }
 
-// SIGTERM while waiting for a server: exit 0 within a second.
+// SIGINT or SIGTERM while waiting for a server: exit status 130 within a second, and a line
+// saying which signal came before the reply.
 func TestClientStopsOnSignal(t *testing.T) {
-	dir := t.TempDir()
-	cl, out := startCmd(t, dir, "tlsclient", "-endpoint", "ipc://"+filepath.Join(dir, "nobody.ipc"), "-timeout", "30s")
-	time.Sleep(300 * time.Millisecond)
-	if code, took := stop(t, cl); code != 0 || took > time.Second {
-		t.Fatalf("exit %d after %v, want 0 within a second\n%s", code, took, out.String())
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		dir := t.TempDir()
+		cl, out := startCmd(t, dir, "tlsclient", "-endpoint", "ipc://"+filepath.Join(dir, "nobody.ipc"), "-timeout", "30s")
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		cl.Process.Signal(sig)
+		err := cl.Wait()
+		took := time.Since(start)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 130 || took > time.Second {
+			t.Fatalf("%v: %v after %v, want exit status 130 within a second\n%s", sig, err, took, out.String())
+		}
+		name := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGINT: "SIGINT"}[sig]
+		if want := "tlsclient: interrupted by " + name + " before the reply\n"; !strings.HasSuffix(out.String(), want) {
+			t.Errorf("%v: output %q, want it to end with %q", sig, out.String(), want)
+		}
 	}
 }
 

@@ -39,16 +39,20 @@
 //	                                 one, or is refused while all are busy
 //	-idle                    5m      originate: an upstream session unused this long is closed
 //
-// SIGINT or SIGTERM stops the device (in terminate mode after close_notify to every client)
-// with exit status 0.
+// Like the C++ device it prints nothing on stdout: its start-up line, its log lines and the -v
+// trace go to stderr, each line starting with "tlsdevice: ". SIGINT or SIGTERM stops the
+// device (in terminate mode after close_notify to every client) with exit status 0.
+//
+// Exit status: 0 when stopped by SIGINT or SIGTERM; 2 for bad use (a bad flag or value, a
+// malformed endpoint, a missing certificate or key); 3 when OpenSSL refuses the certificate,
+// the key or the settings (terminate and originate modes); 1 for any other failure, such as
+// an endpoint that cannot be bound.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
@@ -57,8 +61,11 @@ import (
 
 func main() { cli.Main("tlsdevice", run) }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tlsdevice", flag.ContinueOnError)
+func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { // nothing on stdout
+	fs := cli.NewFlagSet("tlsdevice", "forwards TLSZMQ traffic between clients and servers on ZeroMQ: the TLS bytes untouched (drop-in for the C++ device), "+
+		"or as the TLS end for plaintext workers (-mode terminate) or for plaintext clients (-mode originate)",
+		cli.ExitStatus{Code: cli.ExitOK, Meaning: "stopped by SIGINT or SIGTERM"},
+		cli.ExitStatus{Code: cli.ExitTLS, Meaning: "TLS failure (terminate, originate): OpenSSL refused the certificate, the key or the settings"})
 	mode := fs.String("mode", "pass", "pass (the C++ device), terminate or originate")
 	frontend := fs.String("frontend", "", "endpoint the clients connect to (default tcp://*:5556; in originate mode tcp://127.0.0.1:5556:\n"+
 		"whoever reaches it speaks to -upstream with the device's client certificate)")
@@ -80,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	idle := fs.Duration("idle", device.DefaultIdleTimeout, "originate: close an upstream session (close_notify, socket, goroutine) unused for this long")
 	timeout := fs.Duration("timeout", device.DefaultTimeout, "terminate: how long a request waits for its worker, then the client gets an empty answer;\n"+
 		"originate: how long to wait for the upstream server's handshake and replies")
-	verbose := fs.Bool("v", false, "terminate/originate: print the DEBUG trace of bytes through the BIOs")
+	verbose := fs.Bool("v", false, "terminate/originate: print the DEBUG trace of bytes through the BIOs, on stderr")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
@@ -95,15 +102,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	lim := device.Limits{MaxClients: *maxClients, MaxClientsPerConn: *perConn, MaxBackends: *maxBackends, MaxEnvelope: *maxEnvelope,
 		MaxPending: *maxPending, MaxPendingPerClient: *perClient, MaxSessions: *maxSessions, Timeout: *timeout, IdleTimeout: *idle}
+	if *mode != "pass" && *mode != "terminate" && *mode != "originate" {
+		return cli.Usagef("-mode %q: want pass, terminate or originate", *mode)
+	}
 	*frontend, *backend = endpoints(*mode, *frontend, *backend)
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := cli.CheckEndpoint("frontend", *frontend, true); err != nil {
+		return err
+	}
+	if *mode == "originate" {
+		if err := cli.CheckEndpoint("upstream", *upstream, false); err != nil {
+			return err
+		}
+	} else if err := cli.CheckEndpoint("backend", *backend, true); err != nil {
+		return err
+	}
+	log := cli.Logger(stderr, "tlsdevice")
+	trace := cli.Prefixed(stderr, "tlsdevice") // -v: stdout stays empty, as the C++ device's
+	defer func() { err = tf.Explain(err) }()
 	switch *mode {
 	case "pass":
 		d, err := device.NewPassThroughLimits(*frontend, *backend, *pin, lim, log)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "tlsdevice: clients at %s, servers at %s\n", *frontend, *backend)
+		fmt.Fprintf(stderr, "tlsdevice: clients at %s, servers at %s\n", *frontend, *backend)
 		return d.Run(ctx)
 	case "terminate":
 		cfg, err := tf.Config("", stderr)
@@ -111,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *verbose {
-			cfg.Debug = stdout
+			cfg.Debug = trace
 		}
 		tctx, err := tlszmq.NewContext(tlszmq.RoleServer, cfg)
 		if err != nil {
@@ -122,7 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "tlsdevice: TLS clients at %s, plaintext workers at %s\n", *frontend, *backend)
+		fmt.Fprintf(stderr, "tlsdevice: TLS clients at %s, plaintext workers at %s\n", *frontend, *backend)
 		return d.Run(ctx)
 	case "originate":
 		cfg, err := tf.ClientConfig(cli.EndpointHost(*upstream), stderr)
@@ -130,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if *verbose {
-			cfg.Debug = stdout
+			cfg.Debug = trace
 		}
 		tctx, err := tlszmq.NewContext(tlszmq.RoleClient, cfg)
 		if err != nil {
@@ -141,10 +163,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "tlsdevice: plaintext clients at %s, TLS server at %s\n", *frontend, *upstream)
+		fmt.Fprintf(stderr, "tlsdevice: plaintext clients at %s, TLS server at %s\n", *frontend, *upstream)
 		return d.Run(ctx)
 	}
-	return cli.Usagef("-mode %q: want pass, terminate or originate", *mode)
+	return nil // not reached: the mode was checked
 }
 
 // endpoints fills in the default frontend and backend of a mode: the C++ device's in pass

@@ -10,10 +10,13 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/syncbuf"
 )
 
 func certFile(name string) string {
@@ -23,11 +26,19 @@ func certFile(name string) string {
 
 func TestHelpListsEveryFlag(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := cli.Exit("tlsdevice", run(context.Background(), []string{"-h"}, &stdout, &stderr), &stderr); code != 0 {
+	if code := cli.Exit("tlsdevice", run(context.Background(), []string{"-h"}, &stdout, &stderr), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	help := stderr.String()
-	for _, f := range []string{"-mode", "-frontend", "-backend", "-upstream", "-pin", "-max-clients", "-max-clients-per-conn",
+	if !strings.HasPrefix(help, "tlsdevice: forwards TLSZMQ traffic between clients and servers on ZeroMQ") || !strings.Contains(help, "\n\nusage of tlsdevice:\n") {
+		t.Errorf("-h does not start with what tlsdevice does:\n%s", help)
+	}
+	for _, re := range []string{`(?m)^exit status:$`, `(?m)^  0    stopped by SIGINT or SIGTERM$`, `(?m)^  2    usage`, `(?m)^  3    TLS failure`} {
+		if !regexp.MustCompile(re).MatchString(help) {
+			t.Errorf("-h does not match %s:\n%s", re, help)
+		}
+	}
+	for _, f := range []string{"-version", "-mode", "-frontend", "-backend", "-upstream", "-pin", "-max-clients", "-max-clients-per-conn",
 		"-max-backends", "-max-envelope", "-max-pending", "-max-pending-per-client", "-max-sessions", "-idle", "-timeout", "-v"} {
 		if !regexp.MustCompile(`(?m)^  ` + f + `\s`).MatchString(help) {
 			t.Errorf("-h does not document %s", f)
@@ -43,9 +54,11 @@ func TestHelpListsEveryFlag(t *testing.T) {
 
 func TestBadLimits(t *testing.T) {
 	for _, args := range [][]string{{"-max-pending", "0"}, {"-max-pending-per-client", "-1"}, {"-max-envelope", "0"},
-		{"-max-clients-per-conn", "0"}, {"-max-backends", "0"}, {"-max-sessions", "0"}, {"-idle", "0s"}, {"-timeout", "-1s"}} {
+		{"-max-clients-per-conn", "0"}, {"-max-backends", "0"}, {"-max-sessions", "0"}, {"-idle", "0s"}, {"-timeout", "-1s"},
+		{"-mode", "bogus"}, {"-frontend", "tcp://*:99999"}, {"-backend", "foo"}, {"-mode", "originate", "-upstream", "tcp://*:5557"},
+		{"-mode", "terminate", "-backend", "tcp://127.0.0.1:0"}} {
 		var stdout, stderr bytes.Buffer
-		code := cli.Exit("tlsdevice", run(context.Background(), args, &stdout, &stderr), &stderr)
+		code := cli.Exit("tlsdevice", run(context.Background(), args, &stdout, &stderr), &stdout, &stderr)
 		if code != 2 || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
 		}
@@ -145,5 +158,73 @@ func TestEndpointsByMode(t *testing.T) {
 	}
 	if f, b := endpoints("terminate", "tcp://a:1", "tcp://b:2"); f != "tcp://a:1" || b != "tcp://b:2" {
 		t.Errorf("given endpoints changed: %s, %s", f, b)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := cli.Exit("tlsdevice", run(context.Background(), []string{"-version"}, &stdout, &stderr), &stdout, &stderr)
+	if code != 0 || stderr.Len() != 0 || !regexp.MustCompile(`^tlsdevice 0\.9\.0 \(libzmq \d+\.\d+\.\d+, go1\.[^)]+\)\n$`).MatchString(stdout.String()) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// The C++ device prints nothing on stdout, and neither does tlsdevice, in any mode, even with
+// -v: its start-up line, log lines and trace go to stderr, each line "tlsdevice: ...".
+func TestNothingOnStdout(t *testing.T) {
+	tls := []string{"-cert", certFile("server.crt"), "-key", certFile("server.key")}
+	for _, c := range []struct {
+		mode  string
+		extra []string
+		line  string
+	}{
+		{"pass", nil, "tlsdevice: clients at ipc://"},
+		{"pass", []string{"-pin"}, "tlsdevice: clients at ipc://"},
+		{"terminate", append([]string{"-v"}, tls...), "tlsdevice: TLS clients at ipc://"},
+		{"originate", []string{"-v"}, "tlsdevice: plaintext clients at ipc://"},
+	} {
+		dir := t.TempDir()
+		args := append([]string{"-mode", c.mode, "-frontend", "ipc://" + filepath.Join(dir, "front.ipc"), "-backend", "ipc://" + filepath.Join(dir, "back.ipc"),
+			"-upstream", "ipc://" + filepath.Join(dir, "up.ipc")}, c.extra...)
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout bytes.Buffer
+		stderr := &syncbuf.Buffer{}
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, args, &stdout, stderr) }()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stderr.String(), c.line); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no start-up line on stderr: %q", c.mode, stderr.String())
+			}
+		}
+		cancel()
+		if code := cli.Exit("tlsdevice", <-done, &stdout, stderr); code != 0 || stdout.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q: want 0 and nothing", args, code, stdout.String())
+		}
+		for _, line := range strings.SplitAfter(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+			if !strings.HasPrefix(line, "tlsdevice: ") {
+				t.Errorf("%s: a line on stderr without the prefix: %q", c.mode, line)
+			}
+		}
+	}
+
+	// The built command, as a C++ deployment runs it.
+	dir := t.TempDir()
+	dev := exec.Command(cmdtest.Build(t, "tlsdevice"), "-frontend", "ipc://"+filepath.Join(dir, "front.ipc"), "-backend", "ipc://"+filepath.Join(dir, "back.ipc"))
+	var stdout bytes.Buffer
+	stderr := &syncbuf.Buffer{}
+	dev.Stdout, dev.Stderr = &stdout, stderr
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stderr.String(), "tlsdevice: clients at"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			dev.Process.Kill()
+			dev.Wait()
+			t.Fatalf("no start-up line on stderr: %q", stderr.String())
+		}
+	}
+	dev.Process.Signal(syscall.SIGINT)
+	if err := dev.Wait(); err != nil || stdout.Len() != 0 {
+		t.Fatalf("tlsdevice: %v, stdout %q: want exit status 0 and nothing on stdout", err, stdout.String())
 	}
 }

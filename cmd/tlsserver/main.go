@@ -6,15 +6,18 @@
 //	sending data - [Got it!]
 //
 // Run `tlsserver -h` for the flags. SIGINT or SIGTERM sends close_notify to every live session
-// and exits 0.
+// and exits 0. Log lines go to stderr, each starting with "tlsserver: ".
+//
+// Exit status: 0 when stopped by SIGINT or SIGTERM; 2 for bad use (a bad flag or value, a
+// malformed endpoint, a missing certificate or key); 3 when OpenSSL refuses the certificate,
+// the key or the settings (a legacy certificate names the -seclevel that accepts it); 1 for
+// any other failure.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -24,8 +27,10 @@ import (
 
 func main() { cli.Main("tlsserver", run) }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("tlsserver", flag.ContinueOnError)
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	fs := cli.NewFlagSet("tlsserver", "answers TLSZMQ clients over TLS 1.2/1.3 on ZeroMQ with a fixed reply, one session per client (drop-in for the C++ server)",
+		cli.ExitStatus{Code: cli.ExitOK, Meaning: "stopped by SIGINT or SIGTERM (close_notify sent to every session)"},
+		cli.ExitStatus{Code: cli.ExitTLS, Meaning: "TLS failure: OpenSSL refused the certificate, the key or the settings"})
 	endpoint := fs.String("endpoint", "tcp://*:5556", "endpoint to bind (or to connect to, with -connect)")
 	connect := fs.Bool("connect", false, "connect to the endpoint (a tlsdevice's backend, tcp://localhost:5555) instead of binding it")
 	reply := fs.String("reply", "Got it!", "the reply to every request")
@@ -51,6 +56,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*maxParts < 1 || *maxPerFrame < 1 || *maxEnvelope < 1 || *maxPending < 1 || *maxKeyUpdates < 1 || *maxRecords < 1 {
 		return cli.Usagef("the -max-* limits and the timeouts must be positive")
 	}
+	if err := cli.CheckEndpoint("endpoint", *endpoint, !*connect); err != nil {
+		return err
+	}
+	defer func() { err = tf.Explain(err) }()
 	cfg, err := tf.Config("", stderr)
 	if err != nil {
 		return err
@@ -83,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Connect: *connect, MaxSessions: *maxSessions, HandshakeTimeout: *hsTimeout,
 		IdleTimeout: *idleTimeout, MaxMessageSize: *maxMsg, MaxHalfOpen: *maxHalfOpen, MaxParts: *maxParts,
 		MaxMessagesPerFrame: *maxPerFrame, MaxEnvelopeFrames: *maxEnvelope, MaxPendingOutput: *maxPending,
-		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		Logger: cli.Logger(stderr, "tlsserver"),
 	})
 	if err != nil {
 		return err

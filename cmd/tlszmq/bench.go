@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tlszmq/tlszmq/internal/cli"
 	"github.com/tlszmq/tlszmq/internal/perf"
@@ -23,8 +26,17 @@ var transportFlags = map[string]perf.Transport{
 func init() { perf.RunChildIfAsked() }
 
 // runBench measures tlszmq beside plain ZeroMQ and CURVE (see package perf) and prints a table,
-// or with -json one JSON object per measurement and round.
+// or with -json one JSON object per measurement and round. SIGINT or SIGTERM stops it: the
+// table shows what was measured until then, and the exit status is 130.
 func runBench(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := cli.SignalContext(context.Background())
+	defer stop()
+	return bench(ctx, args, stdout, stderr)
+}
+
+// bench is runBench until ctx ends: then it prints the table of the cases measured so far and
+// returns an error wrapping cli.ErrInterrupted, without waiting for the case being measured.
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench")
 	o := perf.DefaultOptions()
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement and round instead of the table")
@@ -76,25 +88,88 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 		o.Sizes = append(o.Sizes, n)
 	}
-	if !*quiet {
-		o.Progress = func(what string) { fmt.Fprintln(stderr, "bench:", what) }
-	}
-	var sum perf.Summary
-	err := perf.Run(o, func(r perf.Result) {
-		sum.Add(r)
-		if *asJSON {
-			perf.WriteJSON(stdout, r)
+	// perf.Run goes on in a goroutine of its own; once the bench is interrupted, it writes
+	// nothing more and ends (runtime.Goexit, which runs Run's deferred clean-up) when it next
+	// reports, before its next case: perf.Run takes no context.
+	var (
+		mu       sync.Mutex
+		sum      perf.Summary
+		stopped  bool
+		current  int // the case being measured, from the progress reports
+		measured int // cases done
+		planned  int // cases in all
+	)
+	start := time.Now()
+	o.Progress = func(what string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			runtime.Goexit()
 		}
-	})
-	if err != nil {
-		return err
+		var k, n int
+		if _, err := fmt.Sscanf(what, "case %d of %d", &k, &n); err == nil {
+			current, planned = k, n
+			what += timeLeft(time.Since(start), o.Duration, k-1, n)
+		}
+		if !*quiet {
+			fmt.Fprintln(stderr, "tlszmq bench:", what)
+		}
 	}
-	if !*asJSON {
-		fmt.Fprintf(stdout, "tlszmq bench: %d round(s) of %v per case, %s/%s, %d CPUs, GOMAXPROCS %d, tcp://127.0.0.1; medians (min–max)\n\n",
-			o.Rounds, o.Duration, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	done := make(chan error, 1)
+	go func() {
+		done <- perf.Run(o, func(r perf.Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			if stopped {
+				runtime.Goexit()
+			}
+			sum.Add(r)
+			measured = current
+			if *asJSON {
+				perf.WriteJSON(stdout, r)
+			}
+		})
+	}()
+	header := func(note string) {
+		fmt.Fprintf(stdout, "tlszmq bench: %d round(s) of %v per case, %s/%s, %d CPUs, GOMAXPROCS %d, tcp://127.0.0.1%s; medians (min–max)\n\n",
+			o.Rounds, o.Duration, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), note)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+		if !*asJSON {
+			header("")
+			sum.WriteTable(stdout)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	stopped = true
+	if !*asJSON && measured > 0 {
+		header(fmt.Sprintf(", interrupted after %d of %d cases", measured, planned))
 		sum.WriteTable(stdout)
 	}
-	return nil
+	return cli.Interrupted(ctx, fmt.Sprintf("the end: %d of %d cases measured", measured, planned))
+}
+
+// timeLeft returns the progress line's estimate of the time left, " (about 1m20s left)", when
+// done of n cases took elapsed and each is measured for at least d: before the first case is
+// done, n × d (the rounds are among the n cases); then the time the cases done took each, on
+// average, times the cases left.
+func timeLeft(elapsed, d time.Duration, done, n int) string {
+	each := d
+	if done > 0 {
+		each = max(d, elapsed/time.Duration(done))
+	}
+	left := each * time.Duration(n-done)
+	if left < time.Second {
+		return " (under a second left)"
+	}
+	return fmt.Sprintf(" (about %v left)", left.Round(time.Second))
 }
 
 func split(s string) []string {

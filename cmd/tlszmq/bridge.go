@@ -20,8 +20,8 @@ import (
 	"github.com/tlszmq/tlszmq/internal/notice"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
-	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/routekey"
 )
 
 // runBridge carries TCP byte streams as TLSZMQ frames, so that standard TLS tools meet TLSZMQ
@@ -71,17 +71,23 @@ func runBridge(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b := newBridge(bridgeOptions{MaxConns: *maxConns, Idle: *idle, DialTimeout: *dialTimeout, MaxQueue: *maxQueue,
-		MaxEnvelope: *maxEnvelope, Log: slog.New(slog.NewTextHandler(stderr, nil))})
+		MaxEnvelope: *maxEnvelope, Log: cli.Logger(stderr, "tlszmq bridge")})
 	switch {
 	case *listen != "" && *bind == "":
+		if err := cli.CheckEndpoint("to", *to, false); err != nil {
+			return err
+		}
 		ln, err := net.Listen("tcp", *listen)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "bridge: TCP %s → TLSZMQ %s\n", ln.Addr(), *to)
+		fmt.Fprintf(stderr, "tlszmq bridge: TCP %s → TLSZMQ %s\n", ln.Addr(), *to)
 		return b.tcpToZMQ(ctx, ln, *to)
 	case *bind != "" && *connect != "" && *listen == "":
-		fmt.Fprintf(stdout, "bridge: TLSZMQ %s → TCP %s\n", *bind, *connect)
+		if err := cli.CheckEndpoint("bind", *bind, true); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "tlszmq bridge: TLSZMQ %s → TCP %s\n", *bind, *connect)
 		return b.zmqToTCP(ctx, *bind, *connect)
 	}
 	return cli.Usagef("give either -listen (with -to) or -bind with -connect")
@@ -448,7 +454,7 @@ func (b *bridge) zmqToTCP(ctx context.Context, endpoint, addr string) error {
 			if !ok {
 				continue
 			}
-			key := tlszmq.RouteKey(env)
+			key := routekey.Of(env)
 			l := links[key]
 			if l == nil {
 				if !startsClientHello(payload) {

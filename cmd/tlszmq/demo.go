@@ -25,6 +25,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
 	}
+	if err := cli.CheckEndpoint("endpoint", *endpoint, true); err != nil {
+		return err
+	}
 	ca, crt, key := filepath.Join(*certs, "ca.crt"), filepath.Join(*certs, "server.crt"), filepath.Join(*certs, "server.key")
 	if err := cli.NeedFiles(ca, crt, key); err != nil {
 		return err
@@ -57,7 +60,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(out, "server Received: %s\n", req)
 		fmt.Fprintln(out, "server sending data - [Got it!]")
 		return []byte("Got it!\x00"), nil
-	}), &tlszmq.ServerOptions{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	}), &tlszmq.ServerOptions{Logger: slog.New(slog.NewTextHandler(cli.Prefixed(stderr, "tlszmq demo"), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}

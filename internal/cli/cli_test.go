@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,7 @@ func TestBadFlagIsOneLineAndStatus2(t *testing.T) {
 	fs.Int("n", 1, "a number")
 	var stderr bytes.Buffer
 	err := Parse(fs, []string{"-n", "x"}, &stderr)
-	if code := Exit("tool", err, &stderr); code != 2 {
+	if code := Exit("tool", err, io.Discard, &stderr); code != 2 {
 		t.Fatalf("exit status %d, want 2", code)
 	}
 	out := stderr.String()
@@ -27,7 +28,7 @@ func TestHelpListsFlags(t *testing.T) {
 	fs.String("cert", "server.crt", "the certificate")
 	var stderr bytes.Buffer
 	err := Parse(fs, []string{"-h"}, &stderr)
-	if !errors.Is(err, flag.ErrHelp) || Exit("tool", err, &stderr) != 0 {
+	if !errors.Is(err, flag.ErrHelp) || Exit("tool", err, io.Discard, &stderr) != 0 {
 		t.Fatalf("-h: %v", err)
 	}
 	if !strings.Contains(stderr.String(), "-cert") || !strings.Contains(stderr.String(), "the certificate") {
@@ -42,7 +43,7 @@ func TestStrayArgumentAndMissingFile(t *testing.T) {
 	}
 	err := NeedFiles("cli.go", "no-such.crt")
 	var stderr bytes.Buffer
-	if Exit("tool", err, &stderr) != 2 || !strings.Contains(stderr.String(), "no-such.crt: no such file or directory") {
+	if Exit("tool", err, io.Discard, &stderr) != 2 || !strings.Contains(stderr.String(), "no-such.crt: no such file or directory") {
 		t.Fatalf("missing file: %q", stderr.String())
 	}
 	if err := NeedFiles("cli.go", ""); err != nil {
@@ -52,7 +53,7 @@ func TestStrayArgumentAndMissingFile(t *testing.T) {
 
 func TestOtherErrorsAreStatus1(t *testing.T) {
 	var stderr bytes.Buffer
-	if Exit("tool", errors.New("boom"), &stderr) != 1 || stderr.String() != "tool: boom\n" {
+	if Exit("tool", errors.New("boom"), io.Discard, &stderr) != 1 || stderr.String() != "tool: boom\n" {
 		t.Fatalf("%q", stderr.String())
 	}
 }

@@ -1,16 +1,14 @@
 package cli
 
 import (
-	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
-	"time"
+	"strings"
 
 	"github.com/tlszmq/tlszmq"
 )
@@ -65,7 +63,7 @@ func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags
 	return f
 }
 
-func version(flagName, v string) (uint16, error) {
+func tlsVersion(flagName, v string) (uint16, error) {
 	switch v {
 	case "1.2":
 		return tlszmq.VersionTLS12, nil
@@ -110,10 +108,10 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 		FIPS:                   f.fips, FIPSConfigFile: f.fipsConfig, FIPSModuleDir: f.fipsModules,
 	}
 	var err error
-	if cfg.MinVersion, err = version("min", f.minV); err != nil {
+	if cfg.MinVersion, err = tlsVersion("min", f.minV); err != nil {
 		return nil, err
 	}
-	if cfg.MaxVersion, err = version("max", f.maxV); err != nil {
+	if cfg.MaxVersion, err = tlsVersion("max", f.maxV); err != nil {
 		return nil, err
 	}
 	if cfg.MinVersion > cfg.MaxVersion {
@@ -129,13 +127,16 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 			cfg.SecurityLevel = tlszmq.SecurityLevelZero
 		}
 		if n < 2 {
-			fmt.Fprintf(stderr, "warning: OpenSSL security level lowered to %d for legacy certificates: weak keys and digests are accepted\n", n)
+			fmt.Fprintf(stderr, "%s: warning: OpenSSL security level lowered to %d for legacy certificates: weak keys and digests are accepted\n", f.fs.Name(), n)
 		}
 	}
 	if (f.cert == "") != (f.key == "") {
 		return nil, Usagef("-cert and -key go together")
 	}
-	if err := NeedFiles(f.cert, f.key, f.ca, f.fipsConfig); err != nil {
+	if err := f.needCertAndKey(); err != nil {
+		return nil, err
+	}
+	if err := NeedFiles(f.ca, f.fipsConfig); err != nil {
 		return nil, err
 	}
 	if f.role == tlszmq.RoleServer {
@@ -183,19 +184,89 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 			"(the name in the server's certificate), or -verify-chain-only to check the chain alone (dangerous)")
 	}
 	if warning != "" {
-		fmt.Fprintln(stderr, "warning: "+warning)
+		fmt.Fprintf(stderr, "%s: warning: %s\n", f.fs.Name(), warning)
 		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
 	}
 	return cfg, nil
 }
 
-// Main runs a command and exits: SIGINT and SIGTERM cancel run's context (a server then sends
-// close_notify to its sessions), the messages still queued on closed ZeroMQ sockets get up to
-// a second to leave, and the exit status follows Exit.
-func Main(name string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	tlszmq.FlushZMQ(time.Second)
-	os.Exit(Exit(name, err, os.Stderr))
+// needCertAndKey returns a usage error naming the certificate or key file that cannot be read;
+// one that does not exist gets a hint: the flags that name them, and tlszmq keygen.
+func (f *TLSFlags) needCertAndKey() error {
+	what := "the certificate and its key"
+	if f.role == tlszmq.RoleClient {
+		what = "the client certificate and its key"
+	}
+	for _, p := range []string{f.cert, f.key} {
+		if p == "" {
+			continue
+		}
+		file, err := os.Open(p)
+		if err == nil {
+			file.Close()
+			continue
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return Usagef("%s: %v; give %s with -cert and -key, or make them with tlszmq keygen", printable(p), pathErr(err), what)
+		}
+		return Usagef("%s: %v", printable(p), pathErr(err))
+	}
+	return nil
 }
+
+// The OpenSSL reasons and X509_V_ERR_* codes of a certificate too weak for the security
+// level: its key too small, or its signature's digest too weak.
+var (
+	weakReasons = []string{"ee key too small", "ca key too small", "ca md too weak", "ee md too weak"}
+	weakCodes   = map[int]bool{66: true, 67: true, 68: true} // EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK
+)
+
+// Explain returns err with a hint when the flags can fix it: a certificate too weak for the
+// OpenSSL security level (OpenSSL's "ee key too small", "ca md too weak", in loading a
+// certificate or verifying the peer's) names the -seclevel that accepts it. Other errors, and
+// nil, come back as they are. The hint keeps err's type: errors.Is and errors.As see through.
+func (f *TLSFlags) Explain(err error) error {
+	if err == nil || !weakCertificate(err) {
+		return err
+	}
+	switch f.secLevel {
+	case "0":
+		return err
+	case "1":
+		return &hinted{err, "-seclevel 0 accepts weaker certificates still, such as the C++ fork's: it weakens security further"}
+	}
+	return &hinted{err, "a legacy certificate: -seclevel 1 accepts 1024-bit RSA keys and SHA-1 signatures, as the C++ original's certificate has, " +
+		"-seclevel 0 also the C++ fork's; either weakens security"}
+}
+
+// weakCertificate reports whether err is OpenSSL refusing a certificate for the security
+// level.
+func weakCertificate(err error) bool {
+	var verr *tlszmq.CertificateVerificationError
+	if errors.As(err, &verr) && weakCodes[verr.Code] {
+		return true
+	}
+	var terr *tlszmq.Error
+	if errors.As(err, &terr) {
+		for _, r := range terr.Reasons {
+			for _, w := range weakReasons {
+				if strings.Contains(strings.ToLower(r), w) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// hinted is an error with a hint of what to do about it.
+type hinted struct {
+	err  error
+	hint string
+}
+
+// Error returns the error's text, then the hint in parentheses.
+func (h *hinted) Error() string { return h.err.Error() + " (" + h.hint + ")" }
+
+// Unwrap returns the error.
+func (h *hinted) Unwrap() error { return h.err }
