@@ -10,6 +10,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // Pattern is the ZeroMQ socket type of a Client.
@@ -66,6 +68,9 @@ type ClientOptions struct {
 	// close_notify. The failed call still returns its error: nothing is retried, so no
 	// message is sent twice.
 	Reconnect bool
+	// Session is a session to resume, from Client.Session of an earlier client of the same
+	// server (OpenSSL's DER form). A session the server does not take means a full handshake.
+	Session []byte
 }
 
 // Client is a TLS client over a ZeroMQ REQ or DEALER socket.
@@ -171,11 +176,11 @@ func (w *wrapped) Error() string { return w.msg }
 func (w *wrapped) Unwrap() error { return w.err }
 
 func (c *Client) peerClosedErr() error {
-	return &wrapped{"tlszmq: " + c.endpoint + " closed the session (close_notify)", ErrPeerClosed}
+	return &OpError{Op: "session with", Endpoint: c.endpoint, Err: ErrPeerClosed}
 }
 
 func (c *Client) noMessageErr() error {
-	return fmt.Errorf("tlszmq: the reply from %s carried no message", c.endpoint)
+	return &OpError{Op: "reply from", Endpoint: c.endpoint, Err: errors.New("the reply carried no message")}
 }
 
 // NewClient makes a client of endpoint (e.g. "tcp://localhost:5556") with a client Context.
@@ -200,6 +205,12 @@ func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, err
 	if err := c.open(); err != nil {
 		return nil, err
 	}
+	if o.Session != nil {
+		if err := c.e.SetSession(o.Session); err != nil {
+			c.Close()
+			return nil, opError("client for", endpoint, err)
+		}
+	}
 	return c, nil
 }
 
@@ -218,9 +229,9 @@ func (c *Client) open() error {
 		if o.Bind {
 			why = "a client that binds its endpoint has no server host"
 		}
-		return fmt.Errorf("tlszmq: client %s: %w: %s; set ClientOptions.ServerName or Config.ServerName "+
-			"to the name in the server's certificate (Config.VerifyChainOnly checks the chain alone, which is dangerous)",
-			c.endpoint, ErrNoServerName, why)
+		return &OpError{Op: "client for", Endpoint: c.endpoint, Err: fmt.Errorf("%w: %s; set ClientOptions.ServerName or "+
+			"Config.ServerName to the name in the server's certificate (Config.VerifyChainOnly checks the chain alone, "+
+			"which is dangerous)", ErrNoServerName, why)}
 	}
 	alpn := ProtocolFramed
 	if o.Raw {
@@ -252,7 +263,7 @@ func (c *Client) open() error {
 			sock.Close()
 		}
 		e.Close()
-		return fmt.Errorf("tlszmq: client %s: %w", c.endpoint, err)
+		return opError("connecting to", c.endpoint, err)
 	}
 	c.e, c.sock, c.poller, c.wakePolled = e, sock, zmq.NewPoller(), false
 	c.poller.Add(sock, zmq.POLLIN)
@@ -282,7 +293,7 @@ func (c *Client) reconnect(ctx context.Context) error {
 	if c.e.HandshakeComplete() {
 		session, _ = c.e.Session()
 	}
-	c.failPending(fmt.Errorf("tlszmq: client %s: the session was restarted (Reconnect) before the reply came", c.endpoint))
+	c.failPending(&OpError{Op: "reply from", Endpoint: c.endpoint, Err: errors.New("the session was restarted (Reconnect) before the reply came")})
 	// The old socket goes at once with whatever it still queues: those messages have had
 	// their errors. Its close cannot fail in a way that matters to the new one.
 	c.sock.SetLinger(0)
@@ -297,7 +308,7 @@ func (c *Client) reconnect(ctx context.Context) error {
 	if session != nil {
 		c.e.SetSession(session) // a session OpenSSL will not take means a full handshake
 	}
-	return c.fail(c.handshake(ctx))
+	return c.fail(opError("handshake with", c.endpoint, c.handshake(ctx)))
 }
 
 // fail records an error that ends the session's usefulness (no answer in time, a TLS error,
@@ -362,12 +373,12 @@ func newSocket(typ zmq.Type, identity string, maxMsg int) (*zmq.Socket, error) {
 // Endpoint returns the endpoint the client was made for.
 func (c *Client) Endpoint() string { return c.endpoint }
 
-// Engine returns the client's TLS engine, for its ConnectionState and the like. The engine is
-// the client's: use it only while no other goroutine uses the client (a Reconnect replaces it).
-func (c *Client) Engine() *Engine {
+// Session returns the current session in OpenSSL's DER form, for ClientOptions.Session of a
+// later client. With TLS 1.3 it arrives after the handshake, with the server's first reply.
+func (c *Client) Session() ([]byte, error) {
 	c.lockWait()
 	defer c.unlock()
-	return c.e
+	return c.e.Session()
 }
 
 // ConnectionState returns the engine's ConnectionState. It waits for a handshake in progress.
@@ -411,7 +422,7 @@ func (c *Client) prepare(ctx context.Context) error {
 	if c.e.PeerClosed() {
 		return c.peerClosedErr()
 	}
-	return c.fail(c.handshake(ctx))
+	return c.fail(opError("handshake with", c.endpoint, c.handshake(ctx)))
 }
 
 // handshake runs the handshake with the lock held, which it keeps throughout: nobody else can
@@ -429,7 +440,7 @@ func (c *Client) handshake(ctx context.Context) error {
 			return err
 		}
 		if c.opts.Pattern == REQ && !c.owed {
-			return fmt.Errorf("tlszmq: handshake with %s stalled: its reply carried no handshake data", c.endpoint)
+			return &OpError{Op: "handshake with", Endpoint: c.endpoint, Err: errors.New("stalled: the reply carried no handshake data")}
 		}
 		payload, err := c.recvFrame(ctx, until, "handshake with")
 		if err != nil {
@@ -578,7 +589,8 @@ func (c *Client) queue(parts [][]byte) error {
 	}
 	if !c.framed {
 		if len(parts) != 1 || len(parts[0]) == 0 {
-			return fmt.Errorf("tlszmq: %s does not speak %s: a message must be one non-empty part, not %d part(s)", c.endpoint, ProtocolFramed, len(parts))
+			return &OpError{Op: "sending to", Endpoint: c.endpoint,
+				Err: fmt.Errorf("the server does not speak %s: a message must be one non-empty part, not %d part(s)", ProtocolFramed, len(parts))}
 		}
 		if _, err := c.e.Write(parts[0]); err != nil {
 			return err
@@ -739,9 +751,12 @@ func (c *Client) Request(ctx context.Context, parts ...[]byte) ([][]byte, error)
 	return nil, err
 }
 
-// Close sends close_notify if the session is established, then closes the socket (queued
-// messages get half a second to leave; see FlushZMQ) and frees the engine. It is idempotent.
-// The calls of other goroutines waiting in the client end with ErrClosed.
+// Close sends close_notify if the session is established, then closes the socket and frees
+// the engine. A tlszmq server answers close_notify with its own: Close waits for it (half a
+// second at most), so that when Close returns the server has the client's close_notify. A C++
+// server answers nothing: the close_notify is sent while the process lives (the socket's
+// linger, half a second), and a program that exits at once may cut it short. Close is
+// idempotent. The calls of other goroutines waiting in the client end with ErrClosed.
 func (c *Client) Close() error {
 	c.closing.Store(true)
 	c.lockWait()
@@ -751,8 +766,8 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	if c.e.HandshakeComplete() && c.e.Err() == nil {
-		if c.e.Shutdown() == nil {
-			c.flushQuiet()
+		if c.e.Shutdown() == nil && c.flush() == nil && c.framed {
+			c.awaitCloseNotify(time.Now().Add(closeWait))
 		}
 	}
 	c.failPending(c.usable())
@@ -762,9 +777,32 @@ func (c *Client) Close() error {
 	return err
 }
 
+// closeWait bounds how long Close waits for a tlszmq server's answer to its close_notify.
+const closeWait = 500 * time.Millisecond
+
+// awaitCloseNotify takes what the server sends until its close_notify comes, or until.
+func (c *Client) awaitCloseNotify(until time.Time) {
+	p := zmq.NewPoller()
+	p.Add(c.sock, zmq.POLLIN)
+	for !c.e.PeerClosed() && c.e.Err() == nil {
+		wait := time.Until(until)
+		if wait <= 0 {
+			return
+		}
+		polled, err := zmqpoll.Poll(p, wait)
+		if err != nil || len(polled) == 0 {
+			return
+		}
+		frames, err := c.sock.RecvMessageBytes(0)
+		if err != nil || c.absorb(payloadOf(frames)) != nil {
+			return
+		}
+	}
+}
+
 func (c *Client) usable() error {
 	if c.closed {
-		return fmt.Errorf("tlszmq: client %s: %w", c.endpoint, ErrClosed)
+		return &OpError{Op: "client for", Endpoint: c.endpoint, Err: errClientClosed}
 	}
 	return nil
 }
@@ -788,7 +826,7 @@ func (c *Client) absorb(payload []byte) error {
 		msgs, err := c.deframer.take(c.e)
 		c.deliver(msgs)
 		if err != nil && err != io.EOF {
-			return fmt.Errorf("tlszmq: from %s: %w", c.endpoint, err)
+			return opError("reply from", c.endpoint, err)
 		}
 	} else if plain, _ := c.e.Read(); plain != nil {
 		c.deliver([][][]byte{{plain}})
@@ -815,7 +853,7 @@ func (c *Client) flush() error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("tlszmq: sending to %s: %w", c.endpoint, err)
+		return opError("sending to", c.endpoint, err)
 	}
 	return nil
 }

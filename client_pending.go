@@ -411,15 +411,15 @@ func (c *Client) deliver(msgs [][][]byte) {
 // brought no message for gets an error, and every sleeper looks again (the socket may send,
 // a Recv has its answer); a peer's close_notify ends every wait.
 func (c *Client) afterFrame() {
+	if c.e.PeerClosed() {
+		c.failPending(c.peerClosedErr()) // the reason a Request got no message, if it did not
+	}
 	if c.opts.Pattern == REQ {
 		var noMessage error // made only for a Request that waits in vain
 		if c.pending.len() > 0 {
 			noMessage = c.noMessageErr()
 		}
 		c.failPending(noMessage)
-	}
-	if c.e.PeerClosed() {
-		c.failPending(c.peerClosedErr())
 	}
 }
 
@@ -445,7 +445,7 @@ func (c *Client) readStep(ctx context.Context, until time.Time, what string) err
 	if err == nil && frame {
 		var payload []byte
 		if payload, err = c.recvPayload(what); err == nil {
-			err = c.absorb(payload)
+			err = opError(what, c.endpoint, c.absorb(payload))
 		}
 	}
 	if err != nil {
@@ -461,7 +461,7 @@ func (c *Client) poll(until time.Time, what string) (frame bool, err error) {
 	wait := min(pollSlice, time.Until(until))
 	polled, err := zmqpoll.Poll(c.poller, max(wait, 0))
 	if err != nil {
-		return false, fmt.Errorf("tlszmq: %s %s: polling: %w", what, c.endpoint, err)
+		return false, &OpError{Op: what, Endpoint: c.endpoint, Err: fmt.Errorf("polling: %w", err)}
 	}
 	for _, p := range polled {
 		if p.Socket == c.sock {
@@ -481,7 +481,7 @@ func (c *Client) poll(until time.Time, what string) (frame bool, err error) {
 func (c *Client) recvPayload(what string) ([]byte, error) {
 	frames, err := c.sock.RecvMessageBytes(0)
 	if err != nil {
-		return nil, fmt.Errorf("tlszmq: %s %s: %w", what, c.endpoint, err)
+		return nil, opError(what, c.endpoint, err)
 	}
 	c.owed = false
 	return payloadOf(frames), nil
@@ -490,7 +490,7 @@ func (c *Client) recvPayload(what string) ([]byte, error) {
 // waitErr returns why a wait must end: the client is closing, ctx ended, until passed.
 func (c *Client) waitErr(ctx context.Context, until time.Time, what string) error {
 	if c.closing.Load() {
-		return fmt.Errorf("tlszmq: %s %s: %w", what, c.endpoint, ErrClosed)
+		return &OpError{Op: what, Endpoint: c.endpoint, Err: errClientClosed}
 	}
 	if ctx.Err() != nil {
 		return c.ctxErr(ctx, what)
@@ -504,7 +504,7 @@ func (c *Client) waitErr(ctx context.Context, until time.Time, what string) erro
 // timeoutErr is the error of a wait that ran out of time, by the client's Timeout or by a
 // context's deadline: both ErrTimeout and context.DeadlineExceeded, naming the endpoint.
 func (c *Client) timeoutErr(what string) error {
-	return fmt.Errorf("%w: %s %s: %w", ErrTimeout, what, c.endpoint, context.DeadlineExceeded)
+	return &OpError{Op: what, Endpoint: c.endpoint, Err: timedOut{}}
 }
 
 // ctxErr is the error of a wait whose context ended: a deadline is a timeout (timeoutErr), a
@@ -515,7 +515,7 @@ func (c *Client) ctxErr(ctx context.Context, what string) error {
 		return c.timeoutErr(what)
 	}
 	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("tlszmq: %s %s: %w (%w)", what, c.endpoint, err, cause)
+		return &OpError{Op: what, Endpoint: c.endpoint, Err: fmt.Errorf("%w (%w)", err, cause)}
 	}
-	return fmt.Errorf("tlszmq: %s %s: %w", what, c.endpoint, err)
+	return &OpError{Op: what, Endpoint: c.endpoint, Err: err}
 }

@@ -92,6 +92,9 @@ type Config struct {
 	// same item cannot both be set.
 	CertFile, KeyFile string
 	CertPEM, KeyPEM   []byte
+	// KeyPassword decrypts an encrypted private key. Without it such a key fails with an
+	// error that says so; OpenSSL never asks for a password on the terminal.
+	KeyPassword string
 
 	// CAFile (a PEM bundle), CADir (an OpenSSL hashed directory) and CAPEM (PEM bytes) hold
 	// the certificates that peers are verified against. A client with none of them uses the

@@ -22,9 +22,12 @@ import (
 	"unsafe"
 )
 
+// errInit is why OpenSSL could not be initialised, if it could not: NewContext returns it.
+var errInit error
+
 func init() {
 	if C.tz_init() != 1 {
-		panic("tlszmq: OpenSSL failed to initialise")
+		errInit = &Error{Op: "initialising OpenSSL", Reasons: []string{"OPENSSL_init_ssl failed"}}
 	}
 }
 
@@ -70,7 +73,7 @@ func (h *ctxHandle) acquire() (*C.tz_ctx, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.c == nil {
-		return nil, ErrClosed
+		return nil, errContextClosed
 	}
 	h.refs++
 	return h.c, nil
@@ -102,6 +105,9 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	}
 	if role != RoleClient && role != RoleServer {
 		return nil, fmt.Errorf("%w: unknown role %d", ErrInvalidConfig, int(role))
+	}
+	if errInit != nil {
+		return nil, errInit
 	}
 	if err := cfg.check(role); err != nil { // before the copy: a refused PEM is not copied
 		return nil, err
@@ -177,6 +183,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	cc.groups = cstr(cfg.Groups)
 	cc.cert_file = cstr(cfg.CertFile)
 	cc.key_file = cstr(cfg.KeyFile)
+	cc.key_password = cstr(cfg.KeyPassword)
 	cc.ca_file = cstr(cfg.CAFile)
 	cc.ca_dir = cstr(cfg.CADir)
 	cc.cert_pem, cc.cert_pem_len = cbytes(cfg.CertPEM)
@@ -195,6 +202,13 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 		e := newError(&cerr)
 		if cfg.FIPS && e.kind == nil && isFIPSStep(e.Op) {
 			e.kind = ErrFIPSUnavailable
+		}
+		if strings.HasPrefix(e.Op, "loading the private key") && e.says("bad password read", "bad decrypt") {
+			if cfg.KeyPassword == "" {
+				e.Reasons = append(e.Reasons, "the key is encrypted and Config.KeyPassword is not set")
+			} else {
+				e.Reasons = append(e.Reasons, "Config.KeyPassword does not decrypt the key")
+			}
 		}
 		return nil, e
 	}

@@ -1,15 +1,16 @@
 package tlszmq
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/tlszmq/tlszmq/internal/routekey"
 )
 
-// ErrNoDelimiter is wrapped by the error for a ROUTER message without an empty delimiter frame
+// errNoDelimiter is wrapped by the error for a ROUTER message without an empty delimiter frame
 // between the identities and the payload.
-var ErrNoDelimiter = errors.New("tlszmq: message has no envelope delimiter")
+var errNoDelimiter = errors.New("tlszmq: message has no envelope delimiter")
 
 // splitEnvelope cuts a message that arrived at a ROUTER socket into its envelope (the identity
 // frames before the first empty frame) and its payload (the one frame after it). With hops in
@@ -21,7 +22,7 @@ func splitEnvelope(frames [][]byte) (env [][]byte, payload []byte, err error) {
 			continue
 		}
 		if i == 0 {
-			return nil, nil, fmt.Errorf("%w: no identity frame before the delimiter", ErrNoDelimiter)
+			return nil, nil, fmt.Errorf("%w: no identity frame before the delimiter", errNoDelimiter)
 		}
 		switch rest := frames[i+1:]; len(rest) {
 		case 0:
@@ -32,22 +33,11 @@ func splitEnvelope(frames [][]byte) (env [][]byte, payload []byte, err error) {
 			return nil, nil, fmt.Errorf("tlszmq: %d payload frames after the delimiter, want 1", len(rest))
 		}
 	}
-	return nil, nil, ErrNoDelimiter
+	return nil, nil, errNoDelimiter
 }
 
-// RouteKey is the session key of an envelope (the identity frames before the delimiter):
-// every frame of it, length-prefixed, so that two clients with the same identity behind
-// different hops never share a session. Server keys its sessions with it.
-func RouteKey(env [][]byte) string { return routeKey(env) }
-
-func routeKey(env [][]byte) string {
-	var b []byte
-	for _, f := range env {
-		b = binary.AppendUvarint(b, uint64(len(f)))
-		b = append(b, f...)
-	}
-	return string(b)
-}
+// routeKey is the session key of an envelope (see package routekey).
+func routeKey(env [][]byte) string { return routekey.Of(env) }
 
 // payloadOf returns the payload of a message a client socket received: the frame after the
 // last empty frame. A REQ socket has removed the delimiter already; a DEALER sees it. Taking

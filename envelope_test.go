@@ -18,10 +18,10 @@ func TestSplitEnvelope(t *testing.T) {
 	if err != nil || len(env) != 2 || string(env[1]) != "client" || string(payload) != "tls" {
 		t.Fatalf("%q %q %v", env, payload, err)
 	}
-	if _, _, err := splitEnvelope(b("client", "tls")); !errors.Is(err, ErrNoDelimiter) {
+	if _, _, err := splitEnvelope(b("client", "tls")); !errors.Is(err, errNoDelimiter) {
 		t.Fatalf("no delimiter: %v", err)
 	}
-	if _, _, err := splitEnvelope(b("", "tls")); !errors.Is(err, ErrNoDelimiter) {
+	if _, _, err := splitEnvelope(b("", "tls")); !errors.Is(err, errNoDelimiter) {
 		t.Fatalf("no identity: %v", err)
 	}
 	if _, _, err := splitEnvelope(b("client", "", "a", "b")); err == nil {

@@ -9,14 +9,75 @@ package tlszmq
 import "C"
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/tlszmq/tlszmq/bio"
 )
 
-// ErrClosed is returned by an Engine or Context used after Close.
-var ErrClosed = errors.New("tlszmq: use of a closed engine")
+// ErrClosed is wrapped by the error of an Engine, Context, Client or Server used after Close;
+// the error names which.
+var ErrClosed = errors.New("tlszmq: use of a closed engine, context, client or server")
+
+// closedError is the error of one kind of value used after Close: errors.Is finds ErrClosed.
+type closedError string
+
+func (c closedError) Error() string        { return "tlszmq: use of a closed " + string(c) }
+func (c closedError) Is(target error) bool { return target == ErrClosed }
+
+const (
+	errEngineClosed  = closedError("engine")
+	errContextClosed = closedError("context")
+	errClientClosed  = closedError("client")
+	errServerClosed  = closedError("server")
+)
+
+// OpError is the error of a Client or Server call: what it was doing, on which endpoint (or
+// for which peer), and why. Err is the cause: an [*Error] from OpenSSL, ErrTimeout,
+// ErrPeerClosed, ErrClosed, ErrNoServerName, a ZeroMQ error, which errors.Is and errors.As
+// find through it.
+type OpError struct {
+	Op       string // "request", "send", "receive", "handshake", "serve", "reply", ...
+	Endpoint string // the Client's or Server's endpoint, or the peer a reply was for
+	Err      error
+}
+
+// Error returns "tlszmq: <op> <endpoint>: <cause>", with one "tlszmq:" prefix.
+func (e *OpError) Error() string {
+	return "tlszmq: " + e.Op + " " + e.Endpoint + ": " + strings.TrimPrefix(e.Err.Error(), "tlszmq: ")
+}
+
+// Unwrap returns the cause.
+func (e *OpError) Unwrap() error { return e.Err }
+
+// opError wraps err, unless it is an OpError already.
+func opError(op, endpoint string, err error) error {
+	if _, ok := err.(*OpError); ok || err == nil {
+		return err
+	}
+	return &OpError{Op: op, Endpoint: endpoint, Err: err}
+}
+
+// timedOut is the cause of a wait that ran out of time, by a Timeout option or a context's
+// deadline: errors.Is finds both ErrTimeout and context.DeadlineExceeded.
+type timedOut struct{}
+
+func (timedOut) Error() string { return "timed out" }
+func (timedOut) Is(target error) bool {
+	return target == ErrTimeout || target == context.DeadlineExceeded
+}
+
+// Timeout reports true, as net.Error's does.
+func (timedOut) Timeout() bool { return true }
+
+// ErrWouldBlock is returned by Engine.Read when no application data has arrived yet: more may
+// come with the next PutData. It is the memory BIO's "retry", never the end of the stream
+// (that is io.EOF, after the peer's close_notify). It is bio.ErrWouldBlock.
+var ErrWouldBlock = bio.ErrWouldBlock
 
 // ErrTruncated reports a transport that ended (see [Engine.PutEOF]) without the peer's
 // close_notify: the data may have been cut short by an attacker or a crash. A clean end reads
@@ -67,11 +128,24 @@ func (a *AlertError) Error() string {
 type CertificateVerificationError struct {
 	Code   int    // OpenSSL's X509_V_ERR_* code, e.g. 20
 	Reason string // OpenSSL's text, e.g. "unable to get local issuer certificate"
+	// UnverifiedChain is the chain the peer presented, its own certificate first (empty if
+	// it presented none).
+	UnverifiedChain []*x509.Certificate
 }
 
-// Error returns "tlszmq: certificate verify failed: <reason>".
+// Error returns "tlszmq: certificate verify failed: <reason>", followed by the subject and
+// issuer of the peer's certificate: "(subject CN=localhost; issuer CN=Test CA)".
 func (v *CertificateVerificationError) Error() string {
-	return "tlszmq: certificate verify failed: " + v.Reason
+	return "tlszmq: certificate verify failed: " + v.Reason + v.names()
+}
+
+// names is " (subject ...; issuer ...)" for the peer's certificate, or "".
+func (v *CertificateVerificationError) names() string {
+	if len(v.UnverifiedChain) == 0 {
+		return ""
+	}
+	c := v.UnverifiedChain[0]
+	return fmt.Sprintf(" (subject %s; issuer %s)", c.Subject, c.Issuer)
 }
 
 // Error is the error of a failed OpenSSL step. It carries OpenSSL's own reasons, captured in
@@ -95,6 +169,7 @@ func (e *Error) Error() string {
 	case e.Verify != nil:
 		b.WriteString(": certificate verify failed: ")
 		b.WriteString(e.Verify.Reason)
+		b.WriteString(e.Verify.names())
 	case e.kind != nil:
 		b.WriteString(": ")
 		b.WriteString(strings.TrimPrefix(e.kind.Error(), "tlszmq: "))
@@ -134,6 +209,18 @@ func (e *Error) Unwrap() []error {
 	return errs
 }
 
+// says reports whether one of OpenSSL's reasons contains one of the texts.
+func (e *Error) says(texts ...string) bool {
+	for _, r := range e.Reasons {
+		for _, t := range texts {
+			if strings.Contains(r, t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // newError turns a tz_err that C filled into an Error.
 func newError(ce *C.tz_err) *Error {
 	e := &Error{Op: C.GoString(&ce.where[0])}
@@ -169,9 +256,9 @@ func connError(c *C.tz_conn) *Error {
 	}
 	switch {
 	case c.alert_recv >= 0 && c.alert_recv_fatal != 0:
-		e.Alert = &AlertError{Code: uint8(c.alert_recv), Text: AlertText(uint8(c.alert_recv))}
+		e.Alert = &AlertError{Code: uint8(c.alert_recv), Text: alertText(uint8(c.alert_recv))}
 	case c.alert_sent >= 0 && c.alert_sent_fatal != 0:
-		e.Alert = &AlertError{Code: uint8(c.alert_sent), Text: AlertText(uint8(c.alert_sent)), Sent: true}
+		e.Alert = &AlertError{Code: uint8(c.alert_sent), Text: alertText(uint8(c.alert_sent)), Sent: true}
 	}
 	return e
 }
@@ -192,8 +279,8 @@ var alertTexts = map[uint8]string{
 	115: "unknown PSK identity", 116: "certificate required", 120: "no application protocol",
 }
 
-// AlertText returns the text of a TLS alert description, e.g. "unknown CA" for 48.
-func AlertText(code uint8) string {
+// alertText returns the text of a TLS alert description, e.g. "unknown CA" for 48.
+func alertText(code uint8) string {
 	if s, ok := alertTexts[code]; ok {
 		return s
 	}

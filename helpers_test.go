@@ -110,7 +110,7 @@ func roundTrip(t testing.TB, from, to *Engine, msg []byte) []byte {
 		t.Fatalf("PutData: %v", err)
 	}
 	got, err := to.Read()
-	if err != nil {
+	if err != nil && !(len(msg) == 0 && errors.Is(err, ErrWouldBlock)) { // an empty write sends nothing
 		t.Fatalf("Read: %v", err)
 	}
 	return got

@@ -36,7 +36,7 @@ func newAttacker(t *testing.T, cctx *Context, endpoint, hop string) *attacker {
 	if err := sock.Connect(endpoint); err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewClientEngineFor(cctx, "localhost")
+	e, err := NewClientEngine(cctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ const ProtocolFramed = "tlszmq/1"
 // (MaxMessageSize: all its parts, with their headers).
 var ErrMessageTooLarge = errors.New("tlszmq: message too large")
 
-// ErrBadFraming is wrapped by the error for framed plaintext that does not decode.
-var ErrBadFraming = errors.New("tlszmq: malformed multi-part framing")
+// errBadFraming is wrapped by the error for framed plaintext that does not decode.
+var errBadFraming = errors.New("tlszmq: malformed multi-part framing")
 
 // appendFramed appends the framed encoding of the message parts to dst.
 func appendFramed(dst []byte, parts [][]byte) []byte {
@@ -123,7 +123,7 @@ func (d *deframer) feed(p []byte) ([][][]byte, error) {
 // returns the messages it completes.
 func (d *deframer) take(e *Engine) ([][][]byte, error) {
 	var err error
-	if d.pending, err = e.AppendRead(d.pending); err != nil {
+	if d.pending, err = e.AppendRead(d.pending); err != nil && !errors.Is(err, ErrWouldBlock) {
 		return nil, err
 	}
 	return d.decode()
@@ -183,7 +183,7 @@ func (d *deframer) cut() ([][][]byte, error) {
 			break // the header is cut: wait for more
 		}
 		if n < 0 || n != uvarintLen(h) {
-			return msgs, fmt.Errorf("%w: part header overflows or is not minimal", ErrBadFraming)
+			return msgs, fmt.Errorf("%w: part header overflows or is not minimal", errBadFraming)
 		}
 		size, more := h>>1, h&1 == 1
 		if len(d.parts) >= maxParts {

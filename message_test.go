@@ -56,7 +56,7 @@ func TestFramingLimits(t *testing.T) {
 		t.Fatalf("oversized part: %v", err)
 	}
 	d = &deframer{max: 10}
-	if _, err := d.feed(bytes.Repeat([]byte{0xff}, 11)); !errors.Is(err, ErrBadFraming) {
+	if _, err := d.feed(bytes.Repeat([]byte{0xff}, 11)); !errors.Is(err, errBadFraming) {
 		t.Fatalf("overflowing header: %v", err)
 	}
 }
@@ -107,7 +107,7 @@ func FuzzDeframer(f *testing.F) {
 		if err == nil && !bytes.HasPrefix(data, re) {
 			t.Fatalf("decoded messages re-encode to %x, not a prefix of %x", re, data)
 		}
-		if err != nil && !errors.Is(err, errBudget) && !errors.Is(err, ErrBadFraming) {
+		if err != nil && !errors.Is(err, errBudget) && !errors.Is(err, errBadFraming) {
 			t.Fatalf("an error naming neither a budget nor the framing: %v", err)
 		}
 	})

@@ -240,7 +240,7 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		if s.wake != nil {
 			s.wake.Close()
 		}
-		return nil, fmt.Errorf("tlszmq: server %s: %w", endpoint, err)
+		return nil, &OpError{Op: "serving", Endpoint: endpoint, Err: err}
 	}
 	if !o.Connect {
 		if last, err := sock.GetLastEndpoint(); err == nil {
@@ -276,7 +276,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started {
 		s.mu.Unlock()
-		return fmt.Errorf("tlszmq: server %s: %w", s.endpoint, ErrClosed)
+		return &OpError{Op: "serving", Endpoint: s.endpoint, Err: errServerClosed}
 	}
 	s.started = true
 	s.mu.Unlock()
@@ -318,7 +318,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		polled, err := zmqpoll.Poll(p, wait)
 		if err != nil {
 			s.shutdown()
-			return fmt.Errorf("tlszmq: server %s: polling: %w", s.endpoint, err)
+			return &OpError{Op: "serving", Endpoint: s.endpoint, Err: fmt.Errorf("polling: %w", err)}
 		}
 		for _, p := range polled {
 			if p.Socket == s.wake {
@@ -380,14 +380,14 @@ func (s *Server) Close() error {
 func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 	sess := peer.sess
 	if sess == nil {
-		return fmt.Errorf("tlszmq: reply to %s: not a peer of this server", peer)
+		return &OpError{Op: "reply to", Endpoint: peer.String(), Err: errors.New("not a peer of this server")}
 	}
 	if sess.w.s != s {
-		return fmt.Errorf("tlszmq: reply to %s: a peer of another server", peer)
+		return &OpError{Op: "reply to", Endpoint: peer.String(), Err: errors.New("a peer of another server")}
 	}
 	done := make(chan error, 1)
 	if !sess.w.give(job{kind: jobReply, sess: sess, reply: reply, done: done}) {
-		return fmt.Errorf("tlszmq: reply to %s: %w", peer, ErrClosed)
+		return &OpError{Op: "reply to", Endpoint: peer.String(), Err: errServerClosed}
 	}
 	sess.w.hurry() // a handler on the worker's goroutine may be the one waiting here
 	return <-done

@@ -319,7 +319,23 @@ done:
 	return ok;
 }
 
-static int tz_use_key_pem(tz_ctx *t, const unsigned char *pem, size_t len)
+/* tz_passwd_cb gives OpenSSL the password of an encrypted private key, the string u points
+ * to; without one it fails, so that OpenSSL never asks on the terminal. */
+static int tz_passwd_cb(char *buf, int size, int rwflag, void *u)
+{
+	size_t n;
+
+	(void)rwflag;
+	if (u == NULL)
+		return 0;
+	n = strlen((const char *)u);
+	if (n > (size_t)size)
+		return 0;
+	memcpy(buf, u, n);
+	return (int)n;
+}
+
+static int tz_use_key_pem(tz_ctx *t, const unsigned char *pem, size_t len, const char *password)
 {
 	BIO *b = tz_mem_buf(pem, len, "the private key PEM");
 	EVP_PKEY *k;
@@ -327,7 +343,7 @@ static int tz_use_key_pem(tz_ctx *t, const unsigned char *pem, size_t len)
 
 	if (b == NULL)
 		return 0;
-	k = PEM_read_bio_PrivateKey_ex(b, NULL, NULL, NULL, t->libctx, NULL);
+	k = PEM_read_bio_PrivateKey_ex(b, NULL, tz_passwd_cb, (void *)password, t->libctx, NULL);
 	ok = k != NULL && SSL_CTX_use_PrivateKey(t->ssl_ctx, k);
 	EVP_PKEY_free(k);
 	BIO_free(b);
@@ -463,7 +479,9 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		TZ_CHECK(cfg->ticket_key_len == 80 &&
 		         SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)cfg->ticket_key, (long)cfg->ticket_key_len),
 		         "setting the session ticket key (80 bytes)");
-	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/* NO_AUTO_CHAIN: a server sends its certificate and the chain of its certificate file,
+	 * never certificates OpenSSL would pick from the CAs it verifies clients against. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
 	/* Without AUTO_RETRY, SSL_read returns after each post-handshake message (a KeyUpdate, a
 	 * NewSessionTicket) instead of going on to the next record by itself, so that tz_pump sees
 	 * the counts of tz_msg_cb after each one: OpenSSL 3.0 has no bound of its own, and reads
@@ -487,10 +505,14 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		TZ_CHECK(SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file), "loading the certificate file");
 	else if (cfg->cert_pem != NULL)
 		TZ_CHECK(tz_use_cert_pem(t, cfg->cert_pem, cfg->cert_pem_len), "loading the certificate PEM");
+	/* The password callback stays (no prompt ever); its pointer to the password does not. */
+	SSL_CTX_set_default_passwd_cb(ctx, tz_passwd_cb);
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cfg->key_password);
 	if (cfg->key_file != NULL)
 		TZ_CHECK(SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM), "loading the private key file");
 	else if (cfg->key_pem != NULL)
-		TZ_CHECK(tz_use_key_pem(t, cfg->key_pem, cfg->key_pem_len), "loading the private key PEM");
+		TZ_CHECK(tz_use_key_pem(t, cfg->key_pem, cfg->key_pem_len, cfg->key_password), "loading the private key PEM");
+	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
 	if ((cfg->cert_file || cfg->cert_pem) && (cfg->key_file || cfg->key_pem))
 		TZ_CHECK(SSL_CTX_check_private_key(ctx), "matching the private key to the certificate");
 
@@ -1023,8 +1045,13 @@ static X509 *tz_peer_cert(tz_conn *c, int index)
 	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
 	int i, k = 0;
 
-	if (leaf == NULL)
-		return NULL;
+	if (leaf == NULL) {
+		/* A chain that failed verification is kept without its leaf being set: a client's
+		 * starts with the leaf, so the chain received is all there is to report. */
+		if (chain == NULL || SSL_is_server(ssl) || index >= sk_X509_num(chain))
+			return NULL;
+		return sk_X509_value(chain, index);
+	}
 	if (index == 0)
 		return leaf;
 	/* A client's chain starts with the leaf, a server's does not: skip it either way. */

@@ -60,6 +60,7 @@ typedef struct tz_ctx_cfg {
 	const char *groups;       /* key exchange groups, e.g. "X25519:P-256" */
 	const char *cert_file;    /* PEM, leaf first then its chain */
 	const char *key_file;
+	const char *key_password; /* of an encrypted private key; NULL: none, and no prompt ever */
 	const char *ca_file;
 	const char *ca_dir;
 	const unsigned char *cert_pem; size_t cert_pem_len;

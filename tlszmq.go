@@ -66,12 +66,6 @@ func NewClientEngine(ctx *Context) (*Engine, error) {
 	return newEngine(ctx, RoleClient, ctx.cfg.ServerName, "")
 }
 
-// NewClientEngineFor is NewClientEngine with a server name of its own for this engine, for
-// SNI and the host name check, in place of Config.ServerName.
-func NewClientEngineFor(ctx *Context, serverName string) (*Engine, error) {
-	return newEngine(ctx, RoleClient, serverName, "")
-}
-
 // checksName reports whether a client Context's engines check the server's name.
 func (ctx *Context) checksName() bool {
 	return ctx.role == RoleClient && !ctx.cfg.InsecureSkipVerify && !ctx.cfg.VerifyChainOnly
@@ -89,10 +83,10 @@ func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error
 		return nil, fmt.Errorf("%w: a %v engine needs a %v Context, not a %v one", ErrInvalidConfig, role, role, ctx.role)
 	}
 	if ctx.closed.Load() {
-		return nil, ErrClosed
+		return nil, errContextClosed
 	}
 	if serverName == "" && ctx.checksName() {
-		return nil, fmt.Errorf("%w: set Config.ServerName or use NewClientEngineFor (the name in the server's certificate); "+
+		return nil, fmt.Errorf("%w: set Config.ServerName (the name in the server's certificate); "+
 			"Config.VerifyChainOnly checks the chain alone, which is dangerous", ErrNoServerName)
 	}
 	cctx, err := ctx.h.acquire()
@@ -152,7 +146,7 @@ func (e *Engine) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if e.state&C.TZ_SENT_CLOSE != 0 {
-		return 0, fmt.Errorf("tlszmq: write after Shutdown: %w", ErrClosed)
+		return 0, fmt.Errorf("tlszmq: write after Shutdown: %w", errEngineClosed)
 	}
 	if e.app.Len() == 0 && e.state&C.TZ_HANDSHAKE_DONE != 0 {
 		// The common case: encrypt straight from p, no copy.
@@ -206,7 +200,7 @@ func (e *Engine) Update() error {
 }
 
 // Read returns the application data that arrived since the last Read, as one message (the C++
-// read), or nil when there is none yet. Once the data is drained, it returns io.EOF after the
+// read). With none yet it returns ErrWouldBlock; once the data is drained, io.EOF after the
 // peer's close_notify, or the sticky error.
 func (e *Engine) Read() ([]byte, error) {
 	if e.plain.Len() == 0 {
@@ -222,13 +216,13 @@ func (e *Engine) AppendRead(dst []byte) ([]byte, error) {
 	}
 	switch {
 	case e.closed:
-		return dst, ErrClosed
+		return dst, errEngineClosed
 	case e.err != nil:
 		return dst, e.err
 	case e.state&C.TZ_PEER_CLOSED != 0:
 		return dst, io.EOF
 	}
-	return dst, nil
+	return dst, ErrWouldBlock
 }
 
 // GetData returns the bytes that should leave as one ZeroMQ message (the C++ get_data), or nil
@@ -429,7 +423,7 @@ func (e *Engine) Close() error {
 
 func (e *Engine) usable() error {
 	if e.closed {
-		return ErrClosed
+		return errEngineClosed
 	}
 	return e.err
 }
@@ -497,7 +491,11 @@ func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed 
 		outRoom = 2 * len(out)
 	}
 	if e.state&C.TZ_FATAL != 0 && e.err == nil {
-		e.err = connError(e.c)
+		ce := connError(e.c)
+		if ce.Verify != nil {
+			ce.Verify.UnverifiedChain = e.peerChain()
+		}
+		e.err = ce
 	}
 	// Storage borrowed for output that did not come goes back to the pool at once.
 	e.out.Trim()

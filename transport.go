@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	zmq "github.com/pebbe/zmq4"
 )
 
 // ErrTimeout is wrapped by the error of a wait that ran out of time; the error names the
@@ -29,20 +27,4 @@ func deadline(ctx context.Context, fallback time.Duration) time.Time {
 		return d
 	}
 	return time.Now().Add(fallback)
-}
-
-// FlushZMQ waits, at most for wait, until the messages queued on closed sockets have left
-// (it terminates ZeroMQ's default context, which honours each socket's linger). Programs call
-// it after closing their clients and servers and before exiting: without it the close_notify
-// that Close queued may die with the process. ZeroMQ cannot be used afterwards.
-func FlushZMQ(wait time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		zmq.Term()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(wait):
-	}
 }

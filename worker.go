@@ -130,7 +130,7 @@ func (w *worker) quit() {
 // refuse answers a job that comes after the worker stopped.
 func (w *worker) refuse(j job) {
 	if j.done != nil {
-		j.done <- fmt.Errorf("tlszmq: reply to %s: %w", &j.sess.peer, ErrClosed)
+		j.done <- &OpError{Op: "reply to", Endpoint: j.sess.peer.String(), Err: errServerClosed}
 	}
 }
 
@@ -360,7 +360,7 @@ func (w *worker) result(sess *session, reply [][]byte, err error) {
 // handler that deferred the request has returned: it is counted then, not refused.
 func (w *worker) reply(sess *session, reply [][]byte) error {
 	if sess.ended || sess.deferred <= 0 && sess.inflight == 0 {
-		return fmt.Errorf("tlszmq: reply to %s: no deferred request of a live session", &sess.peer)
+		return &OpError{Op: "reply to", Endpoint: sess.peer.String(), Err: errors.New("no deferred request of a live session")}
 	}
 	sess.deferred--
 	if err := w.write(sess, reply); err != nil {

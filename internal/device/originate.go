@@ -14,6 +14,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/routekey"
 )
 
 // Originate takes plaintext clients (REQ or DEALER, [identity, "", part...]) and carries each
@@ -167,7 +168,7 @@ func (d *Originate) take(ctx context.Context, msg [][]byte) {
 // clientFor returns the upstream client of a plaintext client, starting one if needed; nil
 // (after a log line) if there is no room.
 func (d *Originate) clientFor(ctx context.Context, env [][]byte) *upstreamClient {
-	key := tlszmq.RouteKey(env)
+	key := routekey.Of(env)
 	if e, ok := d.clients[key]; ok {
 		return e.Value.(*upstreamClient)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
-	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/routekey"
 )
 
 // PassThrough forwards TLS bytes between clients and servers untouched: encryption stays end
@@ -160,7 +160,7 @@ func (d *PassThrough) toBackend(msg [][]byte) {
 	if env == nil {
 		return
 	}
-	key := tlszmq.RouteKey(env)
+	key := routekey.Of(env)
 	for range 2 { // a second try after a server turned out to be gone
 		server, err := d.pins.backendFor(key, string(env[0]))
 		if err != nil {
@@ -205,7 +205,7 @@ func (d *PassThrough) toFrontend(msg [][]byte) {
 	// Only to a client pinned to this server: a backend peer cannot write into the TLS
 	// stream of another server's client.
 	env := envelopeOf(msg[1:])
-	if env == nil || d.pins.pinnedTo(tlszmq.RouteKey(env)) != server {
+	if env == nil || d.pins.pinnedTo(routekey.Of(env)) != server {
 		d.limit.Warn("tlsdevice: server message dropped: the client is not pinned to that server", "server", printable(server))
 		return
 	}

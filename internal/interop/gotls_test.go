@@ -327,14 +327,9 @@ func TestClientToGoTLSServer(t *testing.T) {
 				cctx := cmdtest.Context(t, tlszmq.RoleClient, ccfg)
 				var session []byte
 				for round := range 2 {
-					c, err := tlszmq.NewClient(cctx, endpoint, &tlszmq.ClientOptions{Pattern: tlszmq.DEALER})
+					c, err := tlszmq.NewClient(cctx, endpoint, &tlszmq.ClientOptions{Pattern: tlszmq.DEALER, Session: session})
 					if err != nil {
 						t.Fatal(err)
-					}
-					if session != nil {
-						if err := c.Engine().SetSession(session); err != nil {
-							t.Fatal(err)
-						}
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 					for _, n := range []int{12, 1 << 20} {
@@ -363,7 +358,7 @@ func TestClientToGoTLSServer(t *testing.T) {
 					if round == 1 && !st.DidResume {
 						t.Fatal("the second session did not resume")
 					}
-					if session, err = c.Engine().Session(); err != nil {
+					if session, err = c.Session(); err != nil {
 						t.Fatal(err)
 					}
 					c.Close()

@@ -103,7 +103,7 @@ func Sessions(keys *Keys, n, workers int) (per Footprint, err error) {
 // including the server's answer to the client's last flight (the session tickets); with
 // closeAfter it then ends the session with close_notify and takes the server's.
 func openSession(ctx *tlszmq.Context, sock *zmq.Socket, hop string, closeAfter bool) error {
-	e, err := tlszmq.NewClientEngineFor(ctx, "localhost")
+	e, err := tlszmq.NewClientEngine(ctx)
 	if err != nil {
 		return err
 	}
