@@ -4,10 +4,10 @@
 //
 //	go run ./testdata/certs/gen.go
 //
-// Modern keys and certificates are made through OpenSSL with go-openssl (internal/certgen);
-// the 2012-style legacy certificate (1024-bit RSA, SHA-1, which go-openssl refuses to sign) is
-// made with the openssl command, as the seed article made it. Everything valid is valid for 60
-// years from the day it is made.
+// Modern keys and certificates are made through OpenSSL with internal/certgen (its C shim);
+// the C++ peers' kinds (1024-bit RSA, SHA-1, version-1 CA) are made with the openssl command,
+// as the seed article made them. Everything valid is valid for 60 years from the day it is
+// made (set here: certgen's own defaults are 10 years for a CA and 1 year otherwise).
 package main
 
 import (
@@ -41,21 +41,22 @@ func main() {
 		fmt.Println("wrote", filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
 	}
 
-	ca := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq test CA", IsCA: true}))
+	life := certgen.Years(60)
+	ca := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq test CA", IsCA: true, NotAfter: life}))
 	write(ca, "ca")
-	other := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other CA", IsCA: true}))
+	other := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other CA", IsCA: true, NotAfter: life}))
 	write(other, "other-ca")
 
 	for _, k := range []struct {
 		suffix string
 		key    certgen.KeyType
 	}{{"", certgen.RSA2048}, {"-ec", certgen.ECDSAP256}} {
-		write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Key: k.key, Server: true, Issuer: ca})), "server"+k.suffix)
-		write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq client" + k.suffix, Key: k.key, Client: true, Issuer: ca})), "client"+k.suffix)
+		write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Key: k.key, Server: true, Issuer: ca, NotAfter: life})), "server"+k.suffix)
+		write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq client" + k.suffix, Key: k.key, Client: true, Issuer: ca, NotAfter: life})), "client"+k.suffix)
 	}
 	// A server certificate with its chain in the same file: leaf, then an intermediate CA.
-	inter := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq intermediate CA", IsCA: true, Issuer: ca}))
-	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true, Issuer: inter})), "server-chain", inter)
+	inter := must(certgen.Issue(certgen.Spec{CommonName: "tlszmq intermediate CA", IsCA: true, Issuer: ca, NotAfter: life}))
+	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true, Issuer: inter, NotAfter: life})), "server-chain", inter)
 
 	// For the error tests.
 	year := certgen.Years(1)
@@ -63,13 +64,13 @@ func main() {
 		NotBefore: -2 * year, NotAfter: -year})), "expired")
 	write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq expired client", Client: true, Issuer: ca,
 		NotBefore: -2 * year, NotAfter: -year})), "expired-client")
-	write(must(certgen.Issue(certgen.Spec{CommonName: "wrong.example", Hosts: []string{"wrong.example"}, Server: true, Issuer: ca})), "wronghost")
-	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true})), "selfsigned")
-	write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other client", Client: true, Issuer: other})), "other-client")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "wrong.example", Hosts: []string{"wrong.example"}, Server: true, Issuer: ca, NotAfter: life})), "wronghost")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "localhost", Hosts: hosts, Server: true, NotAfter: life})), "selfsigned")
+	write(must(certgen.Issue(certgen.Spec{CommonName: "tlszmq other client", Client: true, Issuer: other, NotAfter: life})), "other-client")
 
 	// The C++ fork's kind: a version-1 CA, a server and a client certificate, all 1024-bit RSA
 	// with SHA-1 (they need security level 0).
-	days := fmt.Sprint(int(certgen.Years(60) / (24 * time.Hour)))
+	days := fmt.Sprint(int(life / (24 * time.Hour)))
 	forkCSR := filepath.Join(os.TempDir(), fmt.Sprintf("tlszmq-fork-%d.csr", os.Getpid()))
 	defer os.Remove(forkCSR)
 	openssl := func(args ...string) {
