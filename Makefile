@@ -1,6 +1,9 @@
-# tlszmq. `make demo` runs the main job on the embedded defaults; `make test` runs every test.
-# Both install what they need (Debian packages through apt-get, the FIPS provider from
-# Debian's openssl source).
+# tlszmq. `make demo` runs the main job on the embedded defaults; `make test` runs every test;
+# `make lint` checks go.mod and go.sum are tidy and runs staticcheck. They install what they
+# need: missing Debian packages through apt-get (`make deps` names them first), and the FIPS
+# provider, built from Debian's openssl source into $(FIPS_DIR). No system configuration
+# is changed: the source comes through a private apt list in a temporary directory
+# (testdata/fips/build.sh), and nothing under /etc is written.
 
 SHELL     := /bin/bash
 GO        ?= go
@@ -26,8 +29,15 @@ BENCHTIME ?= 1s
 
 FIPS_ENV  := TLSZMQ_FIPS_DIR=$(FIPS_DIR) TLSZMQ_REQUIRE_FIPS=1
 
+# staticcheck for `make lint`, pinned: v0.8.2 is staticcheck 2026.2.2, the newest release the
+# Go proxy serves, and a release line that needs and knows Go 1.26 (its go.mod says go 1.26.0).
+# `go run` fetches it through the module proxy once, then builds it from the module cache; the
+# module's own go.mod and go.sum are left alone.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
 .PHONY: all deps build demo test test-unit test-race test-asan test-checkptr fuzz fuzz-short \
-        fips vet bench bench-compare leakcheck soak certs clean interop cpp-peer
+        fips vet lint bench bench-compare leakcheck soak certs clean interop cpp-peer
 
 all: build
 
@@ -39,7 +49,7 @@ deps:
 	    $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
-	@command -v $(GO) >/dev/null || { echo "deps: Go 1.26 or newer is needed (go.dev/dl)" >&2; exit 1; }
+	@command -v $(GO) >/dev/null || { echo "deps: Go 1.24 or newer is needed, 1.26 for make lint (go.dev/dl)" >&2; exit 1; }
 
 build: deps
 	$(GO) build ./...
@@ -54,6 +64,13 @@ fips: deps
 vet:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
+
+# go.mod and go.sum as `go mod tidy` would write them (-diff changes no file and prints what
+# tidy would change), and staticcheck over every package, tests included. CI runs it before
+# `make test` (.ci/run).
+lint: deps
+	$(GO) mod tidy -diff
+	$(STATICCHECK) ./...
 
 test: deps fips vet test-unit test-race test-asan test-checkptr leakcheck fuzz-short
 
