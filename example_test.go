@@ -238,3 +238,33 @@ func ExampleClientOptions_reconnect() {
 	// true
 	// second <nil>
 }
+
+// A transport loop needs one value from the engine after each call: its State.
+func ExampleEngine_State() {
+	server, _ := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server.crt", KeyFile: "testdata/certs/server.key"})
+	defer server.Close()
+	client, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{
+		CAFile: "testdata/certs/ca.crt", ServerName: "localhost"})
+	defer client.Close()
+	c, _ := tlszmq.NewClientEngine(client)
+	defer c.Close()
+	s, _ := tlszmq.NewServerEngine(server)
+	defer s.Close()
+
+	c.Write([]byte("hello")) // queued until the handshake is done
+	for st := c.State(); st.Err == nil && st.Pending > 0; st = c.State() {
+		s.PutData(c.GetData()) // what the client sends, the server takes
+		if s.State().Pending > 0 {
+			c.PutData(s.GetData())
+		}
+	}
+	st := s.State()
+	msg, _ := s.Read()
+	fmt.Println(st.HandshakeDone, st.Readable, string(msg))
+	_, err := s.Read()
+	fmt.Println(errors.Is(err, tlszmq.ErrWouldBlock))
+	// Output:
+	// true 5 hello
+	// true
+}

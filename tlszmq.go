@@ -292,6 +292,24 @@ func (e *Engine) bioStorage() int {
 	return int(C.tz_bio_storage(e.c))
 }
 
+// State is what an engine's calls have left, in one value: what its transport has to do next.
+// A transport loop needs nothing else: send Pending bytes (GetData) when there are any, Read
+// when Readable, stop when Err is set or the peer has closed.
+type State struct {
+	HandshakeDone bool  // the handshake has finished
+	Readable      int   // bytes of application data waiting for Read
+	Pending       int   // bytes waiting for GetData, to leave as one message
+	PeerClosed    bool  // the peer's close_notify came: no more data will
+	Err           error // the first fatal error, sticky (ErrClosed after Close); nil while usable
+}
+
+// State returns the engine's state. HandshakeComplete, CanRecv, NeedsWrite, PeerClosed and Err
+// give the same facts one at a time, under the C++ TLSZmq names.
+func (e *Engine) State() State {
+	return State{HandshakeDone: e.HandshakeComplete(), Readable: e.plain.Len(), Pending: e.out.Len(),
+		PeerClosed: e.PeerClosed(), Err: e.usable()}
+}
+
 // Err returns the sticky error, or nil.
 func (e *Engine) Err() error { return e.err }
 

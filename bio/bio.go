@@ -1,32 +1,29 @@
-// Package bio holds the Go side of tlszmq's memory-BIO pair: byte queues with the semantics of
-// OpenSSL's memory BIOs as tlszmq configures them.
-//
-// An OpenSSL memory BIO that is empty can mean two things: "nothing yet, try again later" or
-// "the end of the stream". tlszmq always means the first (BIO_set_mem_eof_return(bio, -1)), and
-// marks the second explicitly. A [Buffer] does the same in Go terms: reading an empty Buffer
-// returns [ErrWouldBlock]; only after [Buffer.CloseWrite] does an empty Buffer read as io.EOF.
+// Package bio holds the Go side of tlszmq's memory-BIO pair: the byte queues an engine keeps
+// beside OpenSSL's memory BIOs.
 //
 // The engine keeps three of them per TLS endpoint: the ciphertext drained from OpenSSL's write
 // BIO and waiting to leave as a ZeroMQ message, the plaintext that SSL_read produced and that
 // the application has not read yet, and application data written before the handshake
 // finished. The C side writes straight into a Buffer's spare room ([Buffer.Spare] and
-// [Buffer.Commit]), so bytes are copied once on their way from OpenSSL to Go.
+// [Buffer.Commit]), so bytes are copied once on their way from OpenSSL to Go, and a Buffer's
+// bytes can leave without a copy at all ([Buffer.Detach]).
+//
+// An OpenSSL memory BIO that is empty can mean two things: "nothing yet, try again later" or
+// "the end of the stream". tlszmq always means the first (BIO_set_mem_eof_return(bio, -1)), and
+// marks the second explicitly: the engine's Read returns [ErrWouldBlock] when it has nothing
+// yet, and io.EOF only after the peer's close_notify.
 //
 // A Buffer is not safe for concurrent use.
 package bio
 
 import (
 	"errors"
-	"io"
 	"sync"
 )
 
-// ErrWouldBlock is returned by [Buffer.Read] when the Buffer is empty but not closed: more
-// bytes may come later. It is the memory BIO's "retry", never the end of the stream.
+// ErrWouldBlock is the memory BIO's "retry": no data yet, more may come. It is never the end
+// of the stream.
 var ErrWouldBlock = errors.New("bio: would block: no data buffered yet")
-
-// ErrClosed is returned by [Buffer.Write] after [Buffer.CloseWrite].
-var ErrClosed = errors.New("bio: write after close")
 
 // shrinkAbove is the capacity above which an emptied Buffer may let its storage go, so that an
 // endpoint does not keep the memory of one large message: it does when the bytes it held since
@@ -78,7 +75,6 @@ type Buffer struct {
 	off    int
 	peak   int     // the most unread bytes since the Buffer was last emptied
 	pooled *[]byte // the pool's handle on buf's storage, when it came from the pool
-	eof    bool
 }
 
 // Len returns the number of unread bytes.
@@ -88,11 +84,8 @@ func (b *Buffer) Len() int { return len(b.buf) - b.off }
 // call that modifies the Buffer.
 func (b *Buffer) Bytes() []byte { return b.buf[b.off:] }
 
-// Write appends a copy of p. It fails only after CloseWrite.
+// Write appends a copy of p. It never fails.
 func (b *Buffer) Write(p []byte) (int, error) {
-	if b.eof {
-		return 0, ErrClosed
-	}
 	b.buf = append(b.buf, p...)
 	b.peak = max(b.peak, b.Len())
 	return len(p), nil
@@ -136,21 +129,6 @@ func (b *Buffer) Commit(n int) {
 	b.peak = max(b.peak, b.Len())
 }
 
-// Read moves up to len(p) unread bytes into p. On an empty Buffer it returns ErrWouldBlock,
-// or io.EOF once CloseWrite has been called.
-func (b *Buffer) Read(p []byte) (int, error) {
-	if b.Len() == 0 {
-		if b.eof {
-			return 0, io.EOF
-		}
-		return 0, ErrWouldBlock
-	}
-	n := copy(p, b.buf[b.off:])
-	b.off += n
-	b.compact()
-	return n, nil
-}
-
 // Take appends every unread byte to dst and empties the Buffer.
 func (b *Buffer) Take(dst []byte) []byte {
 	dst = append(dst, b.buf[b.off:]...)
@@ -186,14 +164,8 @@ func Recycle(p []byte) {
 	}
 }
 
-// CloseWrite marks the end of the stream: once the unread bytes are gone, Read returns io.EOF.
-func (b *Buffer) CloseWrite() { b.eof = true }
-
-// Closed reports whether CloseWrite has been called.
-func (b *Buffer) Closed() bool { return b.eof }
-
 // Release empties the Buffer and lets its storage go (back to the shared pool where it came
-// from there). The end-of-stream mark stays.
+// from there).
 func (b *Buffer) Release() {
 	if b.pooled != nil {
 		putStorage(b.pooled)

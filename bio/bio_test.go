@@ -2,34 +2,30 @@ package bio
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"testing"
 )
 
-func TestEmptyIsWouldBlockNotEOF(t *testing.T) {
+// Detach hands the unread bytes over without a copy and leaves the Buffer empty; Recycle takes
+// pooled storage back, which the next Buffer reuses.
+func TestDetachRecycle(t *testing.T) {
 	var b Buffer
-	if _, err := b.Read(make([]byte, 4)); !errors.Is(err, ErrWouldBlock) {
-		t.Fatalf("empty Read: %v, want ErrWouldBlock", err)
+	if b.Detach() != nil {
+		t.Fatal("an empty Buffer detached something")
 	}
-	b.Write([]byte("abc"))
-	b.CloseWrite()
-	p := make([]byte, 2)
-	if n, err := b.Read(p); n != 2 || err != nil || string(p) != "ab" {
-		t.Fatalf("Read = %d %v %q", n, err, p)
+	room := b.Spare(10)
+	b.Commit(copy(room, "abc"))
+	p := b.Detach()
+	if string(p) != "abc" || b.Len() != 0 || b.buf != nil {
+		t.Fatalf("Detach = %q, the Buffer holds %d bytes and storage %v", p, b.Len(), b.buf != nil)
 	}
-	if n, err := b.Read(p); n != 1 || err != nil || p[0] != 'c' {
-		t.Fatalf("Read = %d %v", n, err)
+	if cap(p) != poolCap {
+		t.Fatalf("detached storage of %d bytes, want the pool's %d", cap(p), poolCap)
 	}
-	if _, err := b.Read(p); err != io.EOF {
-		t.Fatalf("closed and empty: %v, want io.EOF", err)
-	}
-	if _, err := b.Write([]byte("x")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Write after CloseWrite: %v", err)
-	}
-	if !b.Closed() {
-		t.Fatal("Closed() = false")
+	Recycle(p)
+	b.Write([]byte("next"))
+	if string(b.Bytes()) != "next" {
+		t.Fatalf("after Recycle: %q", b.Bytes())
 	}
 }
 
@@ -130,19 +126,15 @@ func TestPooledStorage(t *testing.T) {
 
 func ExampleBuffer() {
 	var b Buffer
-	p := make([]byte, 16)
-	_, err := b.Read(p)
-	fmt.Println(err)
-	b.Write([]byte("record"))
-	n, _ := b.Read(p)
-	fmt.Println(string(p[:n]))
-	b.CloseWrite()
-	_, err = b.Read(p)
-	fmt.Println(err)
+	room := b.Spare(16) // where the C side writes, without a copy in between
+	n := copy(room, "record")
+	b.Commit(n)
+	fmt.Println(b.Len(), string(b.Bytes()))
+	out := b.Take(nil)
+	fmt.Println(string(out), b.Len())
 	// Output:
-	// bio: would block: no data buffered yet
-	// record
-	// EOF
+	// 6 record
+	// record 0
 }
 
 // Large storage comes from the pool of its size class: a steady stream of 1 MiB messages

@@ -10,7 +10,7 @@ import (
 
 // BenchmarkBudget measures what the budgets leave an attacker: the memory one half-open
 // session holds, and the well-behaved client's round trips (a 64-byte request every 20 ms)
-// under each abuse of server_budget_test.go, against the same client with no abuse, on the
+// under each abuse of zmq_server_budget_test.go, against the same client with no abuse, on the
 // same server, just before (3 s of each, from the abuse's start). Each iteration is a whole
 // scenario on a fresh server with the default options (one iteration at the default
 // -benchtime); the figures are the worst iteration's. Run it alone:
