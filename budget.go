@@ -65,3 +65,50 @@ func overBudget(option, format string, args ...any) error {
 func frameLimit(maxMsg int) int {
 	return maxMsg + maxMsg/maxRecord*recordRoom + flightRoom
 }
+
+// budgetKind is a budget, for Counters.BudgetByKind: the option that bounds it.
+type budgetKind uint8
+
+const (
+	budgetMessageSize budgetKind = iota
+	budgetParts
+	budgetMessagesPerFrame
+	budgetPendingOutput
+	budgetEnvelopeFrames
+	budgetKeyUpdates
+	budgetRecordsPerPump
+	numBudgetKinds
+)
+
+// budgetKindNames are the budgets' option names, as their errors and the log lines say them.
+var budgetKindNames = [numBudgetKinds]string{
+	"MaxMessageSize", "MaxParts", "MaxMessagesPerFrame", "MaxPendingOutput", "MaxEnvelopeFrames",
+	"MaxKeyUpdates", "MaxRecordsPerPump",
+}
+
+// String returns the option's name, e.g. "MaxParts".
+func (k budgetKind) String() string {
+	if k < numBudgetKinds {
+		return budgetKindNames[k]
+	}
+	return fmt.Sprintf("budgetKind(%d)", uint8(k))
+}
+
+// budgetKindOf returns the budget err says a peer went past; false if it says none, or names
+// an option the counters do not know.
+func budgetKindOf(err error) (budgetKind, bool) {
+	var be *budgetError
+	switch {
+	case errors.As(err, &be):
+		for k, name := range budgetKindNames {
+			if name == be.option {
+				return budgetKind(k), true
+			}
+		}
+	case errors.Is(err, ErrTooManyKeyUpdates):
+		return budgetKeyUpdates, true
+	case errors.Is(err, ErrTooManyRecords):
+		return budgetRecordsPerPump, true
+	}
+	return 0, false
+}

@@ -60,8 +60,9 @@ type ClientOptions struct {
 	// MaxMessageSize is the largest ZeroMQ message and message part accepted
 	// (default DefaultMaxMessageSize).
 	MaxMessageSize int
-	// Raw offers no ALPN, so the session uses the C++ peers' format even with a tlszmq
-	// server: one part per message, no empty messages.
+	// Raw does not offer ProtocolFramed, so the session uses the C++ peers' format even with
+	// a tlszmq server: one part per message, no empty messages. The client offers the
+	// Context's Config.NextProtos alone then (none by default: no ALPN).
 	Raw bool
 	// Reconnect makes the client start over by itself (see Client.Reconnect) before it sends
 	// again after a failure: no answer within the timeout, a TLS error, the server's
@@ -148,8 +149,8 @@ type Client struct {
 	poller     *zmq.Poller
 	wakePolled bool // poller holds wake's receiving socket
 	e          *Engine
-	framed     bool
-	deframer   deframer
+	codec      codec      // the session's message format, settled by the handshake (raw before)
+	deframer   deframer   // the framed protocol's decoder, with the client's budgets
 	inbox      [][][]byte // messages no Request took, for Recv
 	queued     []byte     // framed plaintext of the messages Queue has gathered, not yet sent
 	batched    int        // how many messages queued holds
@@ -233,9 +234,9 @@ func (c *Client) open() error {
 			"Config.ServerName to the name in the server's certificate (Config.VerifyChainOnly checks the chain alone, "+
 			"which is dangerous)", ErrNoServerName, why)}
 	}
-	alpn := ProtocolFramed
+	alpn := framedALPN // offered before the Context's NextProtos
 	if o.Raw {
-		alpn = ""
+		alpn = nil
 	}
 	e, err := newEngine(c.ctx, RoleClient, name, alpn)
 	if err != nil {
@@ -267,7 +268,7 @@ func (c *Client) open() error {
 	}
 	c.e, c.sock, c.poller, c.wakePolled = e, sock, zmq.NewPoller(), false
 	c.poller.Add(sock, zmq.POLLIN)
-	c.framed, c.deframer, c.inbox, c.queued, c.batched, c.owed, c.broken = false, deframer{max: o.MaxMessageSize, maxMsgs: replyBatch}, nil, nil, 0, false, nil
+	c.codec, c.deframer, c.inbox, c.queued, c.batched, c.owed, c.broken = rawCodec{}, deframer{max: o.MaxMessageSize, maxMsgs: replyBatch}, nil, nil, 0, false, nil
 	return nil
 }
 
@@ -451,7 +452,7 @@ func (c *Client) handshake(ctx context.Context) error {
 			return err
 		}
 	}
-	c.framed = c.e.ConnectionState().NegotiatedProtocol == ProtocolFramed
+	c.codec = codecFor(c.e.ConnectionState().NegotiatedProtocol, &c.deframer)
 	if !c.e.NeedsWrite() {
 		return nil
 	}
@@ -465,13 +466,14 @@ func (c *Client) handshake(ctx context.Context) error {
 	// A tlszmq server (the framed protocol was negotiated) answers every frame, so its answer
 	// is waited for as long as the handshake may take; only a server without it, a C++ one,
 	// may never answer, and gets FinishedWait.
+	answers := c.codec.answers()
 	wait := until
-	if short := time.Now().Add(c.opts.FinishedWait); !c.framed && short.Before(until) {
+	if short := time.Now().Add(c.opts.FinishedWait); !answers && short.Before(until) {
 		wait = short
 	}
 	payload, err := c.recvFrame(ctx, wait, "answer to the last handshake flight from")
 	switch {
-	case errors.Is(err, ErrTimeout) && !c.framed && ctx.Err() == nil:
+	case errors.Is(err, ErrTimeout) && !answers && ctx.Err() == nil:
 		c.owed = false // REQ_RELAXED lets the next request go
 		return nil
 	case err != nil:
@@ -587,12 +589,13 @@ func (c *Client) queue(parts [][]byte) error {
 	if err := c.replyOwed(); err != nil {
 		return err // before anything is gathered: the message is not sent, and not kept
 	}
-	if !c.framed {
+	if !c.codec.batches() {
+		// The raw format: each message goes alone, one frame's plaintext, of one part.
 		if len(parts) != 1 || len(parts[0]) == 0 {
 			return &OpError{Op: "sending to", Endpoint: c.endpoint,
 				Err: fmt.Errorf("the server does not speak %s: a message must be one non-empty part, not %d part(s)", ProtocolFramed, len(parts))}
 		}
-		if _, err := c.e.Write(parts[0]); err != nil {
+		if _, _, err := c.codec.write(c.e, nil, parts); err != nil {
 			return err
 		}
 		return c.flush()
@@ -611,7 +614,7 @@ func (c *Client) queue(parts [][]byte) error {
 		}
 		if n >= queueLimit {
 			var err error
-			if c.queued, err = writeFramed(c.e, c.queued, parts); err != nil {
+			if c.queued, _, err = c.codec.write(c.e, c.queued, parts); err != nil {
 				return err
 			}
 			return c.flush()
@@ -766,7 +769,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	if c.e.HandshakeComplete() && c.e.Err() == nil {
-		if c.e.Shutdown() == nil && c.flush() == nil && c.framed {
+		if c.e.Shutdown() == nil && c.flush() == nil && c.codec.answers() {
 			c.awaitCloseNotify(time.Now().Add(closeWait))
 		}
 	}
@@ -810,26 +813,16 @@ func (c *Client) usable() error {
 // absorb feeds a received payload to the engine and hands out the messages it completes (see
 // deliver).
 func (c *Client) absorb(payload []byte) error {
-	var err error
-	if c.framed {
-		err = c.deframer.put(c.e, payload) // decrypted where it lies: the frame is ours
-	} else {
-		err = c.e.PutData(payload)
-	}
-	if err != nil {
+	if err := c.codec.put(c.e, payload); err != nil { // the frame is ours: it may be decrypted where it lies
 		c.flushQuiet()
 		return err
 	}
 	// Reading after the peer's close_notify gives io.EOF, which is seen through PeerClosed;
-	// any other error is the sticky one PutData has just returned.
-	if c.framed {
-		msgs, err := c.deframer.take(c.e)
-		c.deliver(msgs)
-		if err != nil && err != io.EOF {
-			return opError("reply from", c.endpoint, err)
-		}
-	} else if plain, _ := c.e.Read(); plain != nil {
-		c.deliver([][][]byte{{plain}})
+	// any other error is the sticky one put has just returned.
+	msgs, err := c.codec.take(c.e, nil)
+	c.deliver(msgs)
+	if err != nil && err != io.EOF {
+		return opError("reply from", c.endpoint, err)
 	}
 	c.afterFrame()
 	if c.opts.Pattern == DEALER && c.e.NeedsWrite() {

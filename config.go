@@ -76,6 +76,12 @@ const DefaultMaxKeyUpdates = 32
 // DefaultMaxRecordsPerPump is the default of Config.MaxRecordsPerPump for a server Context.
 const DefaultMaxRecordsPerPump = 8192
 
+// The bounds of Config.NextProtos: a name's length is one byte, the list's two (RFC 7301).
+const (
+	maxALPNName = 255
+	maxALPNList = 65535
+)
+
 // ErrInvalidConfig is wrapped by every error about a Config that cannot work, before OpenSSL
 // is asked anything.
 var ErrInvalidConfig = errors.New("tlszmq: invalid configuration")
@@ -126,6 +132,26 @@ type Config struct {
 
 	// ClientAuth is the server's policy for client certificates (default NoClientCert).
 	ClientAuth ClientAuthType
+
+	// NextProtos is the list of supported application-level protocols (ALPN), in order of
+	// preference, as in crypto/tls: a client offers them, and a server selects the first of
+	// its own that the client offers (the server's preference). A client that offers none, as
+	// the C++ peers do, gets none. A client that offers protocols, none of them the server's,
+	// is refused with a no_application_protocol alert, as crypto/tls does since Go 1.17
+	// (without crypto/tls's exception for an "h2" server and an "http/1.1" client). A client
+	// whose server selects none goes on without ALPN. ConnectionState.NegotiatedProtocol is
+	// the protocol agreed on.
+	//
+	// The ZeroMQ layer adds ProtocolFramed before these: a Client offers it first (unless
+	// ClientOptions.Raw), and a Server accepts it first, from any client that offers it. The
+	// framed protocol alone never makes a handshake fail: a Server whose NextProtos is empty
+	// takes a client that offers other protocols without ALPN, in the C++ peers' format, as
+	// it takes one that offers none. A session that agrees on any other protocol uses that
+	// format too.
+	//
+	// Each name has 1 to 255 bytes, and the list at most 65,535 bytes in ALPN's encoding (each
+	// name after a length byte).
+	NextProtos []string
 
 	// MinVersion and MaxVersion bound the TLS versions; 0 means TLS 1.2 and TLS 1.3
 	// respectively. Only VersionTLS12 and VersionTLS13 are accepted.
@@ -218,6 +244,7 @@ func (c *Config) Clone() *Config {
 	n.KeyPEM = slices.Clone(c.KeyPEM)
 	n.CAPEM = slices.Clone(c.CAPEM)
 	n.SessionTicketKey = slices.Clone(c.SessionTicketKey)
+	n.NextProtos = slices.Clone(c.NextProtos)
 	return &n
 }
 
@@ -272,6 +299,16 @@ func (c *Config) check(role Role) error {
 	}
 	if c.MaxKeyUpdates < 0 {
 		return bad("MaxKeyUpdates %d is negative (0 for the default, %d)", c.MaxKeyUpdates, DefaultMaxKeyUpdates)
+	}
+	wire := 0
+	for i, p := range c.NextProtos {
+		if len(p) == 0 || len(p) > maxALPNName {
+			return bad("NextProtos[%d] %.40q has %d bytes (an ALPN protocol name has 1 to %d)", i, p, len(p), maxALPNName)
+		}
+		wire += 1 + len(p)
+	}
+	if wire > maxALPNList {
+		return bad("NextProtos takes %d bytes in ALPN's encoding, more than the %d an ALPN list holds", wire, maxALPNList)
 	}
 	if c.ClientAuth < NoClientCert || c.ClientAuth > RequireAndVerifyClientCert {
 		return bad("ClientAuth %v is unknown", c.ClientAuth)

@@ -190,6 +190,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	cc.key_pem, cc.key_pem_len = cbytes(cfg.KeyPEM)
 	cc.ca_pem, cc.ca_pem_len = cbytes(cfg.CAPEM)
 	cc.ticket_key, cc.ticket_key_len = cbytes(cfg.SessionTicketKey)
+	cc.alpn, cc.alpn_len = cbytes(alpnWire(cfg.NextProtos))
 	if cfg.FIPS {
 		cc.fips = 1
 		cc.fips_config = cstr(cfg.FIPSConfigFile)

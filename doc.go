@@ -19,7 +19,8 @@
 // is a TLS server over a ROUTER socket, with one engine (a session) per peer, keyed on the whole
 // envelope, and a [Handler] that answers each request. Both speak the C++ peers' format: every
 // message is ["", tls-bytes], and with a C++ peer a message is one part. Two tlszmq peers
-// also agree by ALPN on [ProtocolFramed], which carries multi-part and empty messages.
+// also agree by ALPN on [ProtocolFramed], which carries multi-part and empty messages; the
+// shim knows no message format, and [Config.NextProtos] gives engines ALPN of the user's own.
 //
 // The commands. tlsserver, tlsclient and tlsdevice (under cmd/) are drop-in replacements for
 // the C++ programs, built on the ZeroMQ layer; the tlszmq command holds a demo, a key and

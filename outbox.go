@@ -167,10 +167,14 @@ func (s *Server) endConnection(o *outbox, err error) {
 	if budget {
 		reason = err.Error()
 	}
+	cause := removedUnsendable
+	if budget {
+		cause = removedBudget
+	}
 	for sess := range o.sessions {
-		s.remove(sess, reason, false)
+		s.remove(sess, cause, reason, false)
 		if budget {
-			s.stats.budget.Add(1)
+			s.countBudget(err)
 		}
 	}
 	o.ended = true
@@ -187,7 +191,7 @@ func (s *Server) unsendable(sess *session, err error) {
 		s.endConnection(sess.out, err)
 		return
 	}
-	s.remove(sess, "the reply could not be sent: "+err.Error(), false)
+	s.remove(sess, removedUnsendable, "the reply could not be sent: "+err.Error(), false)
 }
 
 // dropOutbox forgets the outbox of a connection without live sessions or held replies: the

@@ -108,12 +108,13 @@ type ServerOptions struct {
 	Logger *slog.Logger
 }
 
-// Stats are a server's counters. They are safe to read from any goroutine.
+// Stats are a server's counters. They are safe to read from any goroutine. Counters has them
+// by reason as well.
 type Stats struct {
 	Sessions         int64 // live sessions
 	HandshakesDone   int64
-	HandshakesFailed int64
-	Removed          int64 // sessions removed, for any reason
+	HandshakesFailed int64 // handshakes that did not finish: Counters.FailedByCause says why
+	Removed          int64 // sessions removed, for any reason: Counters.RemovedByCause says which
 	BytesIn          int64 // TLS bytes received
 	BytesOut         int64 // TLS bytes sent
 	MessagesIn       int64 // application messages received
@@ -122,9 +123,136 @@ type Stats struct {
 	BudgetExceeded   int64 // sessions ended because their peer went past a budget
 }
 
+// Counters are a server's totals by reason, beside its Stats: what package
+// github.com/tlszmq/tlszmq/metrics exports to Prometheus. Every map holds each of its fixed
+// set of keys, zero or not, so that a consumer sees the whole set from the start.
+type Counters struct {
+	Stats
+	// HandshakesByVersion counts the completed handshakes by TLS version, as VersionName
+	// names it: "TLS 1.2", "TLS 1.3".
+	HandshakesByVersion map[string]int64
+	// FailedByCause counts the handshakes that did not finish, by cause; the counts add up
+	// to HandshakesFailed:
+	//   - "timeout": not finished within ServerOptions.HandshakeTimeout (a ClientHello
+	//     that never came whole included);
+	//   - "alert_sent": the server rejected the peer with a TLS alert (no shared version or
+	//     cipher, a malformed message, ...);
+	//   - "alert_received": the peer rejected the server with a TLS alert (the client does
+	//     not trust the server's certificate, ...);
+	//   - "verify": the peer's certificate failed verification (mutual TLS);
+	//   - "budget": the peer went past a budget (records, sizes) during the handshake;
+	//   - "evicted": a newer half-open session took its place under MaxHalfOpen;
+	//   - "other": any other error (an answer that could not be sent, ...).
+	// A half-open session removed as the server stops counts under none.
+	FailedByCause map[string]int64
+	// RemovedByCause counts the removed sessions by cause; the counts add up to Removed:
+	//   - "close_notify": the peer closed the session;
+	//   - "idle": quiet for ServerOptions.IdleTimeout;
+	//   - "handshake_timeout": the handshake did not finish within HandshakeTimeout;
+	//   - "evicted": made room for a newer session (MaxSessions, least recently used; or
+	//     MaxHalfOpen, oldest half-open first);
+	//   - "restarted": the peer started a new handshake on its established session's route;
+	//   - "budget": the peer went past a budget (BudgetExceeded counts these);
+	//   - "unsendable": a reply could not be sent (the peer is gone);
+	//   - "stopping": the server stopped;
+	//   - "failed": a TLS error ended it (a failed handshake, a bad record, an alert).
+	RemovedByCause map[string]int64
+	// BudgetByKind counts the budget violations by the ServerOptions or Config field that
+	// bounds them: "MaxMessageSize", "MaxParts", "MaxMessagesPerFrame", "MaxPendingOutput",
+	// "MaxEnvelopeFrames", "MaxKeyUpdates", "MaxRecordsPerPump". It counts each session that
+	// BudgetExceeded counts, and each message dropped for a budget before it reached a
+	// session (an envelope past MaxEnvelopeFrames, say), which Dropped counts.
+	BudgetByKind map[string]int64
+	// HandshakeTime is how long the completed handshakes took, from the session's first
+	// frame to the handshake's end as the socket-owning goroutine sees it.
+	HandshakeTime DurationHistogram
+}
+
+// DurationHistogram is a distribution of durations in fixed buckets.
+type DurationHistogram struct {
+	// Bounds are the buckets' upper bounds (inclusive), ascending.
+	Bounds []time.Duration
+	// Counts holds one count per bucket, not cumulative: Counts[i] is the durations above
+	// Bounds[i-1] and at most Bounds[i]; the last, Counts[len(Bounds)], those above every bound.
+	Counts []int64
+	// Count is the number of durations (the sum of Counts), Sum their total.
+	Count int64
+	Sum   time.Duration
+}
+
+// handshakeBuckets are the upper bounds of Counters.HandshakeTime's buckets: from a
+// millisecond (a resumed session on loopback) to the default HandshakeTimeout.
+var handshakeBuckets = [...]time.Duration{
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// durationHistogram is a DurationHistogram that one goroutine adds to and any reads.
+type durationHistogram struct {
+	mu     sync.Mutex
+	counts [len(handshakeBuckets) + 1]int64
+	sum    time.Duration
+}
+
+// observe adds one duration.
+func (h *durationHistogram) observe(d time.Duration) {
+	i := 0
+	for i < len(handshakeBuckets) && d > handshakeBuckets[i] {
+		i++
+	}
+	h.mu.Lock()
+	h.counts[i]++
+	h.sum += d
+	h.mu.Unlock()
+}
+
+// snapshot returns a copy of the histogram.
+func (h *durationHistogram) snapshot() DurationHistogram {
+	out := DurationHistogram{Bounds: append([]time.Duration(nil), handshakeBuckets[:]...), Counts: make([]int64, len(h.counts))}
+	h.mu.Lock()
+	copy(out.Counts, h.counts[:])
+	out.Sum = h.sum
+	h.mu.Unlock()
+	for _, n := range out.Counts {
+		out.Count += n
+	}
+	return out
+}
+
+// tlsVersions are the versions Counters.HandshakesByVersion counts by; any other counts as
+// "other".
+var tlsVersions = [...]uint16{VersionTLS12, VersionTLS13}
+
+// stats are a server's counters. The socket owner (Serve's goroutine) keeps most of them, the
+// workers a few (handshakesDone, bytesOut, messagesIn, messagesOut); any goroutine reads them.
 type stats struct {
-	sessions, handshakesDone, handshakesFailed, removed         atomic.Int64
+	sessions, handshakesDone                                    atomic.Int64
 	bytesIn, bytesOut, messagesIn, messagesOut, dropped, budget atomic.Int64
+
+	failed    [numFailCauses]atomic.Int64   // by cause: their sum is HandshakesFailed
+	removed   [numRemoveCauses]atomic.Int64 // by cause: their sum is Removed
+	budgetBy  [numBudgetKinds]atomic.Int64  // violations by the option that bounds them
+	byVersion [len(tlsVersions) + 1]atomic.Int64
+	hsTime    durationHistogram
+}
+
+// sum adds counters up.
+func sum(cs []atomic.Int64) int64 {
+	var n int64
+	for i := range cs {
+		n += cs[i].Load()
+	}
+	return n
+}
+
+// countVersion counts a completed handshake by its version.
+func (st *stats) countVersion(v uint16) {
+	i := 0
+	for i < len(tlsVersions) && tlsVersions[i] != v {
+		i++
+	}
+	st.byVersion[i].Add(1)
 }
 
 // Server is a TLS server over a ZeroMQ ROUTER socket: one engine per peer, keyed on the whole
@@ -146,10 +274,11 @@ type Server struct {
 	maxFrame int // the largest ZeroMQ frame accepted (ZMQ_MAXMSGSIZE)
 	workers  []*worker
 	events   *mailbox[event] // from the workers to the socket owner
-	// queuedFrames counts the frames given to the workers and not yet taken: past
-	// maxQueuedFrames the socket owner leaves the next ones in ZeroMQ's queue, so that
-	// the workers' backlog (and a session's wait for its handshake) stays short.
-	queuedFrames atomic.Int64
+	// queuedFrames and queuedBytes count the frames given to the workers and not yet
+	// taken: past maxQueuedFrames or maxQueuedBytes a worker, the socket owner leaves the
+	// next ones in ZeroMQ's queue, so that the workers' backlog (and a session's wait for
+	// its handshake) stays short and its memory bounded.
+	queuedFrames, queuedBytes atomic.Int64
 
 	// Serve's goroutine's (the socket owner's).
 	sock          *zmq.Socket
@@ -174,9 +303,12 @@ type Server struct {
 	done     chan struct{}
 }
 
-// maxQueuedFrames is how many frames per worker the socket owner gives the workers ahead of
-// their work.
-const maxQueuedFrames = 64
+// maxQueuedFrames and maxQueuedBytes bound, per worker, what the socket owner gives the
+// workers ahead of their work (one frame goes whatever its size).
+const (
+	maxQueuedFrames = 64
+	maxQueuedBytes  = 16 << 20
+)
 
 // NewServer binds (or connects) a ROUTER socket at endpoint with a server Context. Serve runs
 // it.
@@ -257,15 +389,47 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 // "tcp://127.0.0.1:*".
 func (s *Server) Endpoint() string { return s.endpoint }
 
-// Stats returns a snapshot of the counters.
+// Stats returns a snapshot of the counters. It is cheap (a few atomic loads, no allocation):
+// Counters has them by reason too.
 func (s *Server) Stats() Stats {
 	return Stats{
 		Sessions: s.stats.sessions.Load(), HandshakesDone: s.stats.handshakesDone.Load(),
-		HandshakesFailed: s.stats.handshakesFailed.Load(), Removed: s.stats.removed.Load(),
+		HandshakesFailed: sum(s.stats.failed[:]), Removed: sum(s.stats.removed[:]),
 		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
 		MessagesIn: s.stats.messagesIn.Load(), MessagesOut: s.stats.messagesOut.Load(),
 		Dropped: s.stats.dropped.Load(), BudgetExceeded: s.stats.budget.Load(),
 	}
+}
+
+// Counters returns a snapshot of the counters by reason, with the Stats. Each counter is read
+// atomically, not all of them at one instant: a scrape may see a handshake counted done and
+// not yet by version, for instance. It may be called from any goroutine, while Serve runs or
+// after it returned.
+func (s *Server) Counters() Counters {
+	c := Counters{
+		Stats:               s.Stats(),
+		HandshakesByVersion: make(map[string]int64, len(tlsVersions)+1),
+		FailedByCause:       make(map[string]int64, numFailCauses),
+		RemovedByCause:      make(map[string]int64, numRemoveCauses),
+		BudgetByKind:        make(map[string]int64, numBudgetKinds),
+		HandshakeTime:       s.stats.hsTime.snapshot(),
+	}
+	for i, v := range tlsVersions {
+		c.HandshakesByVersion[VersionName(v)] = s.stats.byVersion[i].Load()
+	}
+	if n := s.stats.byVersion[len(tlsVersions)].Load(); n > 0 {
+		c.HandshakesByVersion["other"] = n
+	}
+	for i := range s.stats.failed {
+		c.FailedByCause[failCause(i).String()] = s.stats.failed[i].Load()
+	}
+	for i := range s.stats.removed {
+		c.RemovedByCause[removeCause(i).String()] = s.stats.removed[i].Load()
+	}
+	for i := range s.stats.budgetBy {
+		c.BudgetByKind[budgetKind(i).String()] = s.stats.budgetBy[i].Load()
+	}
+	return c
 }
 
 // Serve answers clients until ctx ends or Close is called. Then it sends close_notify to every
@@ -292,7 +456,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	poller.Add(s.wake, zmq.POLLIN)
 	wakeOnly := zmq.NewPoller() // while the workers have enough to do
 	wakeOnly.Add(s.wake, zmq.POLLIN)
-	maxQueued := int64(maxQueuedFrames * len(s.workers))
+	maxFrames, maxBytes := int64(maxQueuedFrames*len(s.workers)), int64(maxQueuedBytes*len(s.workers))
+	backlogged := func() bool { return s.queuedFrames.Load() >= maxFrames || s.queuedBytes.Load() >= maxBytes }
 	for {
 		select {
 		case <-ctx.Done():
@@ -305,7 +470,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if len(s.blocked) > 0 {
 			wait = time.Millisecond
 		}
-		if s.queuedFrames.Load() >= maxQueued {
+		if backlogged() {
 			wait, p = time.Millisecond, wakeOnly
 		}
 		if s.gave {
@@ -331,7 +496,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			// Take what is queued, a bounded batch, before looking at the clock again.
 			for range 256 {
-				if s.queuedFrames.Load() >= maxQueued {
+				if backlogged() {
 					break
 				}
 				frames, err := s.recv()
@@ -397,10 +562,10 @@ func (s *Server) Reply(peer *Peer, reply [][]byte) error {
 // workers finish what they were given, sends what they leave and closes the socket.
 func (s *Server) shutdown() error {
 	for sess := s.table.oldest(); sess != nil; sess = s.table.oldest() {
-		s.remove(sess, "the server is stopping", true)
+		s.remove(sess, removedStopping, "the server is stopping", true)
 	}
 	for sess := s.table.oldestHandshake(); sess != nil; sess = s.table.oldestHandshake() {
-		s.remove(sess, "the server is stopping", false)
+		s.remove(sess, removedStopping, "the server is stopping", false)
 	}
 	for h := s.hellos.oldest(); h != nil; h = s.hellos.oldest() {
 		s.dropHello(h, "the server is stopping")

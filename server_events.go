@@ -1,6 +1,7 @@
 package tlszmq
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -49,13 +50,17 @@ func (s *Server) sendFor(sess *session, payload []byte, last bool) {
 	}
 }
 
-// established moves a session among the established ones, making room under MaxSessions.
+// established counts a completed handshake (by version, and its time) and moves the session
+// among the established ones, making room under MaxSessions. The worker set sess.peer.Version
+// before it posted the event.
 func (s *Server) established(sess *session) {
+	s.stats.countVersion(sess.peer.Version)
+	s.stats.hsTime.observe(time.Since(sess.created))
 	if sess.removed {
 		return
 	}
 	for s.table.len()-s.table.halfOpen() >= s.opts.MaxSessions {
-		s.remove(s.table.oldest(), fmt.Sprintf("the session table is full: least recently used (MaxSessions %d)", s.opts.MaxSessions), false)
+		s.remove(s.table.oldest(), removedEvicted, fmt.Sprintf("the session table is full: least recently used (MaxSessions %d)", s.opts.MaxSessions), false)
 	}
 	s.table.established(sess)
 	sess.established = true
@@ -69,12 +74,20 @@ func (s *Server) ended(sess *session, err error, failed bool) {
 		if err != nil {
 			reason = err.Error()
 		}
-		s.forget(sess, reason)
-		if failed {
-			s.stats.handshakesFailed.Add(1)
+		cause := removedFailed
+		switch {
+		case errors.Is(err, errCloseNotify):
+			cause = removedCloseNotify
+		case isBudget(err):
+			cause = removedBudget
 		}
-		if isBudget(err) {
-			s.stats.budget.Add(1) // after the log line: whoever sees the counter finds the line
+		s.forget(sess, cause, reason)
+		// The counters after the log line: whoever sees them move finds the line.
+		if failed {
+			s.stats.failed[failCauseOf(err)].Add(1)
+		}
+		if cause == removedBudget {
+			s.countBudget(err)
 		}
 	}
 	if o := sess.out; notice.Capable(sess.peer.Route) && !o.ended {
@@ -87,15 +100,21 @@ func (s *Server) ended(sess *session, err error, failed bool) {
 }
 
 // remove takes a session out of the table, logs why, and has its worker end it: with
-// close_notify first if notify (where the session is established).
-func (s *Server) remove(sess *session, reason string, notify bool) {
-	s.forget(sess, reason)
+// close_notify first if notify (where the session is established). A half-open session
+// removed for a reason of the peer's counts as a failed handshake.
+func (s *Server) remove(sess *session, cause removeCause, reason string, notify bool) {
+	s.forget(sess, cause, reason)
+	if !sess.established {
+		if fc, ok := halfOpenFailCause[cause]; ok {
+			s.stats.failed[fc].Add(1)
+		}
+	}
 	sess.w.give(job{kind: jobEnd, sess: sess, notify: notify})
 }
 
-// forget takes a session out of the table and the connection's live sessions, and logs why:
-// frames from its route no longer reach it.
-func (s *Server) forget(sess *session, reason string) {
+// forget takes a session out of the table and the connection's live sessions, logs why and
+// counts it by cause: frames from its route no longer reach it.
+func (s *Server) forget(sess *session, cause removeCause, reason string) {
 	s.table.remove(sess)
 	sess.removed = true
 	sess.dead.Store(true)
@@ -105,9 +124,17 @@ func (s *Server) forget(sess *session, reason string) {
 		s.reasons[sess] = reason // for the notice, once the worker has ended it
 	}
 	// The line first, the counters after: whoever sees the counters move finds the line.
-	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason)
+	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason, "cause", cause.String())
 	s.stats.sessions.Add(-1)
-	s.stats.removed.Add(1)
+	s.stats.removed[cause].Add(1)
+}
+
+// countBudget counts a session ended because its peer went past a budget, by the budget.
+func (s *Server) countBudget(err error) {
+	if k, ok := budgetKindOf(err); ok {
+		s.stats.budgetBy[k].Add(1)
+	}
+	s.stats.budget.Add(1)
 }
 
 // releaseAfter is how long a session stays quiet before the server lets its buffers go
@@ -121,14 +148,100 @@ func (s *Server) expire(now time.Time) {
 		sess.w.give(job{kind: jobRelease, sess: sess})
 	}
 	for sess := s.table.oldestHandshake(); sess != nil && now.Sub(sess.created) > s.opts.HandshakeTimeout; sess = s.table.oldestHandshake() {
-		s.remove(sess, fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout), false)
-		s.stats.handshakesFailed.Add(1)
+		s.remove(sess, removedHandshakeTimeout, fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout), false)
 	}
 	for h := s.hellos.oldest(); h != nil && now.Sub(h.since) > s.opts.HandshakeTimeout; h = s.hellos.oldest() {
 		s.dropHello(h, fmt.Sprintf("ClientHello not complete within %v", s.opts.HandshakeTimeout))
-		s.stats.handshakesFailed.Add(1)
+		s.stats.failed[failTimeout].Add(1)
 	}
 	for sess := s.table.oldest(); sess != nil && now.Sub(sess.lastSeen) > s.opts.IdleTimeout; sess = s.table.oldest() {
-		s.remove(sess, fmt.Sprintf("idle for %v", s.opts.IdleTimeout), false)
+		s.remove(sess, removedIdle, fmt.Sprintf("idle for %v", s.opts.IdleTimeout), false)
 	}
+}
+
+// removeCause is why a session left the table, for Counters.RemovedByCause.
+type removeCause uint8
+
+const (
+	removedCloseNotify      removeCause = iota // the peer sent close_notify
+	removedIdle                                // quiet for IdleTimeout
+	removedHandshakeTimeout                    // the handshake outlasted HandshakeTimeout
+	removedEvicted                             // room made under MaxSessions or MaxHalfOpen
+	removedRestarted                           // a new ClientHello on an established route
+	removedBudget                              // the peer went past a budget
+	removedUnsendable                          // a reply could not be sent
+	removedStopping                            // the server is stopping
+	removedFailed                              // a TLS error (handshake, record, alert)
+	numRemoveCauses
+)
+
+// removeCauseNames are the causes as Counters.RemovedByCause names them.
+var removeCauseNames = [numRemoveCauses]string{
+	"close_notify", "idle", "handshake_timeout", "evicted", "restarted", "budget", "unsendable", "stopping", "failed",
+}
+
+// String returns the cause's name in Counters.RemovedByCause, e.g. "idle".
+func (c removeCause) String() string {
+	if c < numRemoveCauses {
+		return removeCauseNames[c]
+	}
+	return fmt.Sprintf("removeCause(%d)", uint8(c))
+}
+
+// failCause is why a handshake did not finish, for Counters.FailedByCause.
+type failCause uint8
+
+const (
+	failTimeout       failCause = iota // not finished within HandshakeTimeout
+	failAlertSent                      // the server rejected the peer with an alert
+	failAlertReceived                  // the peer rejected the server with an alert
+	failVerify                         // the peer's certificate failed verification
+	failBudget                         // the peer went past a budget
+	failEvicted                        // a newer half-open session took its place
+	failOther                          // any other error
+	numFailCauses
+)
+
+// failCauseNames are the causes as Counters.FailedByCause names them.
+var failCauseNames = [numFailCauses]string{"timeout", "alert_sent", "alert_received", "verify", "budget", "evicted", "other"}
+
+// String returns the cause's name in Counters.FailedByCause, e.g. "verify".
+func (c failCause) String() string {
+	if c < numFailCauses {
+		return failCauseNames[c]
+	}
+	return fmt.Sprintf("failCause(%d)", uint8(c))
+}
+
+// halfOpenFailCause is the failed handshake a half-open session's removal by the socket owner
+// counts as; the server's own stop counts as none.
+var halfOpenFailCause = map[removeCause]failCause{
+	removedHandshakeTimeout: failTimeout,
+	removedEvicted:          failEvicted,
+	removedBudget:           failBudget,
+	removedUnsendable:       failOther,
+}
+
+// failCauseOf classifies the error a worker ended a handshake with: a budget first, then a
+// failed verification (which comes with the alert the server sent for it), then an alert.
+// Timeouts and evictions are the socket owner's own decisions, counted where it makes them.
+func failCauseOf(err error) failCause {
+	var (
+		verify *CertificateVerificationError
+		alert  *AlertError
+	)
+	switch {
+	case err == nil:
+		return failOther
+	case isBudget(err):
+		return failBudget
+	case errors.As(err, &verify):
+		return failVerify
+	case errors.As(err, &alert):
+		if alert.Sent {
+			return failAlertSent
+		}
+		return failAlertReceived
+	}
+	return failOther
 }

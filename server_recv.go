@@ -28,45 +28,43 @@ func (s *Server) route(frames [][]byte) {
 	now := time.Now()
 	key := routeKey(env)
 	sess := s.table.get(key)
+	var replaced *worker
 	if sess != nil && sess.established && isClientHello(payload) {
-		s.remove(sess, "a new ClientHello: the client started over", false)
-		sess = nil
+		s.remove(sess, removedRestarted, "a new ClientHello: the client started over", false)
+		replaced, sess = sess.w, nil
 	}
 	fresh := sess == nil
 	if fresh {
 		if payload = s.hello(key, env, payload, now); payload == nil {
 			return
 		}
-		sess = s.newSession(key, env, now)
+		sess = s.newSession(key, env, now, replaced)
 	}
 	s.table.touch(sess, now)
-	// What waits for the worker or behind the handler's messages waits undecrypted, within
-	// MaxMessageSize.
+	// What the workers have not taken yet stays bounded by the backpressure in Serve (frames
+	// and bytes); what waits behind a session's handler, by MaxMessageSize (the worker's).
 	n := int64(len(payload))
-	if waiting := sess.unfed.Add(n) - n; waiting > int64(s.maxFrame) {
-		sess.unfed.Add(-n)
-		err := overBudget("MaxMessageSize", "more than %d bytes of frames waiting for the handler", s.maxFrame)
-		s.remove(sess, err.Error(), true)
-		s.stats.budget.Add(1)
-		return
-	}
 	s.queuedFrames.Add(1)
+	s.queuedBytes.Add(n)
 	s.gave = true
 	if !sess.w.give(job{kind: jobFrame, sess: sess, payload: payload, fresh: fresh}) {
-		sess.unfed.Add(-n) // the server is stopping
-		s.queuedFrames.Add(-1)
+		s.queuedFrames.Add(-1) // the server is stopping
+		s.queuedBytes.Add(-n)
 	}
 }
 
-// newSession makes a half-open session for a route and gives it to the worker with the
-// fewest sessions, which makes its engine when the first frame comes.
-func (s *Server) newSession(key string, env [][]byte, now time.Time) *session {
+// newSession makes a half-open session for a route and gives it to w (the worker of the
+// session it replaces), or else to the worker with the fewest sessions, which makes its
+// engine when the first frame comes.
+func (s *Server) newSession(key string, env [][]byte, now time.Time, w *worker) *session {
 	s.makeHalfOpenRoom()
 	route := copyRoute(env)
-	w := s.workers[0]
-	for _, other := range s.workers[1:] {
-		if other.sessions < w.sessions {
-			w = other
+	if w == nil { // else the worker of the session it replaces: the old one's end comes first
+		w = s.workers[0]
+		for _, other := range s.workers[1:] {
+			if other.sessions < w.sessions {
+				w = other
+			}
 		}
 	}
 	w.sessions++
@@ -115,9 +113,13 @@ func (s *Server) recv() ([][]byte, error) {
 	return nil, nil
 }
 
-// drop counts a message dropped before any session and logs it, one line a second at most
-// (with the number of drops it stands for): a flood of bad messages must not flood the log.
+// drop counts a message dropped before any session (and the budget it went past, if any) and
+// logs it, one line a second at most (with the number of drops it stands for): a flood of bad
+// messages must not flood the log.
 func (s *Server) drop(frames [][]byte, why error) {
+	if k, ok := budgetKindOf(why); ok {
+		s.stats.budgetBy[k].Add(1)
+	}
 	s.stats.dropped.Add(1)
 	s.dropsUnlogged++
 	if now := time.Now(); now.Sub(s.dropLogged) >= time.Second {
@@ -179,12 +181,12 @@ func copyRoute(env [][]byte) [][]byte {
 func (s *Server) makeHalfOpenRoom() {
 	for s.table.halfOpen()+s.hellos.len() >= s.opts.MaxHalfOpen {
 		reason := fmt.Sprintf("too many half-open sessions: the oldest makes room (MaxHalfOpen %d)", s.opts.MaxHalfOpen)
-		s.stats.handshakesFailed.Add(1)
 		if h := s.hellos.oldest(); h != nil {
 			s.dropHello(h, reason)
+			s.stats.failed[failEvicted].Add(1)
 			continue
 		}
-		s.remove(s.table.oldestHandshake(), reason, false)
+		s.remove(s.table.oldestHandshake(), removedEvicted, reason, false)
 	}
 }
 

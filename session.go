@@ -43,9 +43,6 @@ type session struct {
 	w    *worker // the worker the session lives on, for its whole life
 	ctx  context.Context
 	stop context.CancelFunc // cancels ctx: the session has ended
-	// unfed is the bytes of the frames the socket owner has passed to the worker and the
-	// worker has not fed to the engine yet, within MaxMessageSize (both goroutines).
-	unfed atomic.Int64
 	// dead is set by the socket owner when it removes the session: its worker skips the
 	// frames still queued for it.
 	dead atomic.Bool
@@ -62,12 +59,13 @@ type session struct {
 
 	// The worker's.
 	e        *Engine
-	framed   bool
-	deframer deframer
+	codec    codec      // the session's message format, settled by the handshake (raw before)
+	deframer deframer   // the framed protocol's decoder, with the server's budgets
 	inbox    [][][]byte // messages received, not yet given to the handler
 	inflight int        // messages given to the handler whose result has not come back
 	deferred int        // requests whose Handler returned ErrDeferred, not yet answered
 	frames   [][]byte   // frames received while the handler has messages, not yet fed
+	held     int        // their bytes, within MaxMessageSize
 	owed     bool       // a frame came in since the last reply went out
 	closing  bool       // the peer sent close_notify: end once the handler is done
 	slow     bool       // its handler outlasted handlerInline once: it runs on its own goroutine

@@ -34,6 +34,8 @@ struct tz_ctx {
 	int fips_on;
 	int max_key_updates;      /* copied into every connection (see tz_conn) */
 	long long max_records;
+	unsigned char *alpn;      /* the ALPN protocols (tz_ctx_cfg.alpn), owned; NULL: none */
+	size_t alpn_len;
 };
 
 /* The session id context of a server whose caller gave none (the C test drivers); tlszmq's
@@ -419,17 +421,95 @@ static void tz_msg_cb(int write_p, int version, int content_type, const void *bu
 	}
 }
 
+/* 1 when p is a well-formed ALPN list in the wire format: names of 1 to 255 bytes, each after
+ * its length byte, at least one, at most 65,535 bytes in all (the extension's length field). */
+static int tz_alpn_ok(const unsigned char *p, size_t len)
+{
+	size_t off = 0;
+
+	if (p == NULL || len < 2 || len > 0xffff)
+		return 0;
+	while (off < len) {
+		if (p[off] == 0)
+			return 0;
+		off += 1 + (size_t)p[off];
+	}
+	return off == len;
+}
+
+/* A server's ALPN choice, by the server's preference as crypto/tls makes it: the first of the
+ * connection's protocols (tz_conn.alpn_accept) that the client offers. The callback only runs
+ * when the client offers ALPN: a client that offers none (the C++ peers) gets none. Without a
+ * common protocol the handshake fails with no_application_protocol when the context has
+ * protocols of its own (Config.NextProtos, as crypto/tls since Go 1.17), and goes on without
+ * ALPN otherwise: a ZeroMQ server's engines only add the framed protocol, which a client may
+ * do without (it then speaks the raw C++ format). It reads the connection's C memory only:
+ * nothing in it reaches Go. */
 static int tz_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg)
 {
-	static const unsigned char ours[] = "\x08" TZ_ALPN;
+	tz_conn *c = SSL_get_app_data(ssl);
 	unsigned char *sel = NULL;
-	(void)ssl;
+
 	(void)arg;
-	if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK;  /* not fatal: the peer speaks the raw C++ format */
-	*out = sel;
-	return SSL_TLSEXT_ERR_OK;
+	if (c == NULL || c->alpn_accept == NULL || inlen == 0)
+		return SSL_TLSEXT_ERR_NOACK;
+	/* SSL_select_next_proto walks its first list and takes the first name the second holds:
+	 * the server's list first is the server's preference. */
+	if (SSL_select_next_proto(&sel, outlen, c->alpn_accept, (unsigned int)c->alpn_accept_len,
+	                          in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+		*out = sel;
+		return SSL_TLSEXT_ERR_OK;
+	}
+	return c->alpn_strict ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Sets a connection's ALPN protocols up: its own (alpn) before the context's. A client offers
+ * them (SSL_set_alpn_protos copies them); a server keeps them for tz_alpn_select. 1 on
+ * success, 0 with err filled. */
+static int tz_conn_alpn(tz_conn *c, tz_ctx *t, const unsigned char *alpn, size_t alpn_len, tz_err *err)
+{
+	size_t n;
+	unsigned char *list;
+
+	if (alpn == NULL || alpn_len == 0) {
+		alpn = NULL;
+		alpn_len = 0;
+	} else if (!tz_alpn_ok(alpn, alpn_len)) {
+		tz_fail_text(err, "setting the ALPN protocols", "malformed ALPN protocol list");
+		return 0;
+	}
+	if (!t->server && alpn == NULL)
+		return 1; /* the context's protocols, if any, are the SSL object's already */
+	n = alpn_len + t->alpn_len;
+	if (n == 0)
+		return 1;
+	if (n > 0xffff) {
+		tz_fail_text(err, "setting the ALPN protocols", "the ALPN protocol list is longer than 65,535 bytes");
+		return 0;
+	}
+	if ((list = malloc(n)) == NULL) {
+		tz_fail_text(err, "setting the ALPN protocols", "out of memory");
+		return 0;
+	}
+	if (alpn_len > 0)
+		memcpy(list, alpn, alpn_len);
+	if (t->alpn_len > 0)
+		memcpy(list + alpn_len, t->alpn, t->alpn_len);
+	if (t->server) {
+		c->alpn_accept = list; /* freed by tz_conn_free */
+		c->alpn_accept_len = n;
+		c->alpn_strict = t->alpn != NULL;
+		return 1;
+	}
+	/* SSL_set_alpn_protos returns 0 on success, and keeps a copy of its own */
+	if (SSL_set_alpn_protos(c->ssl, list, (unsigned int)n) != 0) {
+		free(list);
+		tz_fail_text(err, "setting the ALPN protocols", "rejected");
+		return 0;
+	}
+	free(list);
+	return 1;
 }
 
 #define TZ_CHECK(cond, where) do { if (!(cond)) { tz_capture(err, (where)); goto fail; } } while (0)
@@ -452,6 +532,18 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 	t->server = cfg->server;
 	t->max_key_updates = cfg->max_key_updates;
 	t->max_records = cfg->max_records;
+	if (cfg->alpn != NULL && cfg->alpn_len > 0) {
+		if (!tz_alpn_ok(cfg->alpn, cfg->alpn_len)) {
+			tz_fail_text(err, "setting the ALPN protocols", "malformed ALPN protocol list");
+			goto fail;
+		}
+		if ((t->alpn = malloc(cfg->alpn_len)) == NULL) {
+			tz_fail_text(err, "setting the ALPN protocols", "out of memory");
+			goto fail;
+		}
+		memcpy(t->alpn, cfg->alpn, cfg->alpn_len);
+		t->alpn_len = cfg->alpn_len;
+	}
 	if (cfg->fips && !tz_fips_setup(t, cfg, err))
 		goto fail;
 	t->ssl_ctx = SSL_CTX_new_ex(t->libctx, NULL, cfg->server ? TLS_server_method() : TLS_client_method());
@@ -536,6 +628,7 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		else
 			TZ_CHECK(SSL_CTX_set_session_id_context(ctx, tz_session_id_context, sizeof tz_session_id_context - 1),
 			         "setting the session id context");
+		/* Each connection holds the protocols it selects from (tz_conn_alpn). */
 		SSL_CTX_set_alpn_select_cb(ctx, tz_alpn_select, NULL);
 	} else if (cfg->verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -543,6 +636,13 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 			TZ_CHECK(SSL_CTX_set_default_verify_paths(ctx), "loading the system's CA certificates");
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	}
+	/* A client's SSL objects offer the context's protocols unless given a list of their own;
+	 * SSL_CTX_set_alpn_protos copies them, and returns 0 on success. */
+	if (!cfg->server && t->alpn != NULL &&
+	    SSL_CTX_set_alpn_protos(ctx, t->alpn, (unsigned int)t->alpn_len) != 0) {
+		tz_fail_text(err, "setting the ALPN protocols", "rejected");
+		goto fail;
 	}
 	return t;
 fail:
@@ -555,6 +655,7 @@ void tz_ctx_free(tz_ctx *t)
 	if (t == NULL)
 		return;
 	SSL_CTX_free(t->ssl_ctx);  /* the FIPS library context is shared and stays */
+	free(t->alpn);
 	free(t);
 }
 
@@ -575,8 +676,8 @@ int tz_default_fips(void)
 
 /* ---- connections ------------------------------------------------------------------------ */
 
-tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const char *alpn,
-                     tz_err *err)
+tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name,
+                     const unsigned char *alpn, size_t alpn_len, tz_err *err)
 {
 	tz_conn *c;
 	SSL *ssl;
@@ -640,23 +741,10 @@ tz_conn *tz_conn_new(tz_ctx *t, const char *server_name, int verify_name, const 
 				return NULL;
 			}
 		}
-		if (alpn != NULL && *alpn) {
-			unsigned char wire[256];
-			size_t n = strlen(alpn);
-			if (n > 255) {
-				tz_fail_text(err, "setting the ALPN protocol", "an ALPN protocol name is at most 255 bytes");
-				tz_conn_free(c);
-				return NULL;
-			}
-			wire[0] = (unsigned char)n;
-			memcpy(wire + 1, alpn, n);
-			/* SSL_set_alpn_protos returns 0 on success */
-			if (SSL_set_alpn_protos(ssl, wire, (unsigned int)n + 1) != 0) {
-				tz_capture(err, "setting the ALPN protocol");
-				tz_conn_free(c);
-				return NULL;
-			}
-		}
+	}
+	if (!tz_conn_alpn(c, t, alpn, alpn_len, err)) {
+		tz_conn_free(c);
+		return NULL;
 	}
 	return c;
 }
@@ -671,6 +759,7 @@ void tz_conn_free(tz_conn *c)
 	SSL_free(c->ssl);
 	if (c->err != &tz_err_nomem)
 		free(c->err);
+	free(c->alpn_accept);
 	free(c);
 }
 
@@ -719,14 +808,10 @@ static void tz_handshake_done(tz_conn *c)
 	c->verify_text = X509_verify_cert_error_string(c->verify_result);
 	if (SSL_session_reused(ssl))
 		c->state |= TZ_RESUMED;
-	{
-		const unsigned char *p = NULL;
-		unsigned int n = 0;
-		SSL_get0_alpn_selected(ssl, &p, &n);
-		if (n >= sizeof c->alpn)
-			n = 0;
-		memcpy(c->alpn, p ? p : (const unsigned char *)"", n);
-		c->alpn[n] = '\0';
+	SSL_get0_alpn_selected(ssl, &c->alpn, &c->alpn_len);
+	if (c->alpn == NULL || c->alpn_len == 0) {
+		c->alpn = NULL;
+		c->alpn_len = 0;
 	}
 }
 

@@ -70,13 +70,16 @@ typedef struct tz_ctx_cfg {
 	int fips;                 /* 1: a library context of its own with the fips provider */
 	const char *fips_config;  /* OpenSSL configuration file that sets the fips provider up */
 	const char *fips_modules; /* directory holding fips.so, NULL for OpenSSL's default */
+	const unsigned char *alpn; size_t alpn_len; /* the ALPN protocols (Config.NextProtos) in
+	                             the wire format, each name after its length byte; NULL:
+	                             none. A client offers them in this order; a server selects
+	                             the first of them that the client offers, and fails a
+	                             handshake whose client offers ALPN but none of them (see
+	                             tz_conn_new for the protocols of a connection's own).
+	                             Copied: the context owns its copy. */
 } tz_ctx_cfg;
 
 typedef struct tz_ctx tz_ctx;
-
-/* The one ALPN protocol a server selects when a client offers it: the framed tlszmq protocol
- * (see message.go). A client that offers nothing, as the C++ peers do, gets no ALPN. */
-#define TZ_ALPN "tlszmq/1"
 
 /* Pump flags in (tz_pump's flags argument). */
 #define TZ_IN_EOF    0x01  /* the transport has ended: no more bytes will come */
@@ -114,7 +117,10 @@ typedef struct tz_conn {
 	size_t plain_len;         /* plaintext bytes SSL_read put into plain */
 	long verify_result;       /* SSL_get_verify_result() once known */
 	const char *verify_text;
-	char alpn[32];            /* the negotiated ALPN protocol, "" for none */
+	const unsigned char *alpn;/* the negotiated ALPN protocol, alpn_len bytes with no NUL; NULL
+	                             for none. OpenSSL's memory, set once the handshake is done and
+	                             unchanged until the connection is freed (no renegotiation). */
+	unsigned int alpn_len;
 	tz_err *err;              /* the fatal error once there is one (TZ_FATAL), else NULL */
 	/* What the peer's input costs, counted by a message callback in C as OpenSSL reads it
 	 * (tz_msg_cb) and checked after each SSL_read against the bounds (tz_over_limits). */
@@ -129,6 +135,13 @@ typedef struct tz_conn {
 	long long key_updates;    /* KeyUpdate messages read */
 	long long app_in;         /* application data bytes read */
 	int started;              /* SSL_do_handshake has run at least once */
+	/* A server's ALPN protocols, in the wire format, in order of preference: the connection's
+	 * own (tz_conn_new) then the context's; NULL: none, and no ALPN is negotiated. Owned by
+	 * the connection, read by the ALPN select callback. */
+	unsigned char *alpn_accept;
+	size_t alpn_accept_len;
+	int alpn_strict;          /* the context has protocols of its own: a client that offers
+	                             ALPN but none of alpn_accept fails (no_application_protocol) */
 } tz_conn;
 
 /* Bytes the C heap has in use (glibc's mallinfo2: arenas and mmapped blocks), -1 where the C
@@ -144,10 +157,14 @@ void tz_ctx_free(tz_ctx *ctx);
 int tz_ctx_fips(const tz_ctx *ctx);  /* 1 when the context runs with fips=yes on the fips provider */
 int tz_default_fips(void);           /* 1 when the process's default library context is in FIPS mode */
 
-/* Connections. server_name may be NULL: no SNI and no host name check. alpn (client only)
- * is the ALPN protocol to offer, NULL for none. */
-tz_conn *tz_conn_new(tz_ctx *ctx, const char *server_name, int verify_name, const char *alpn,
-                     tz_err *err);
+/* Connections. server_name may be NULL: no SNI and no host name check. alpn (alpn_len bytes,
+ * the wire format, NULL for none) lists ALPN protocols of the connection's own, preferred
+ * before the context's: a client offers them first, a server selects them first. A client
+ * that offers none of a server's own protocols still gets through: only the context's
+ * protocols (Config.NextProtos) make a handshake without a common protocol fail. The list is
+ * copied, never kept. */
+tz_conn *tz_conn_new(tz_ctx *ctx, const char *server_name, int verify_name,
+                     const unsigned char *alpn, size_t alpn_len, tz_err *err);
 void tz_conn_free(tz_conn *c);
 
 /* The pump: feed in_len network bytes, SSL_write app_len bytes of application data (once the

@@ -63,7 +63,7 @@ const (
 // that verifies the server needs Config.ServerName to check the server's certificate against
 // (or Config.VerifyChainOnly): without it NewClientEngine fails with ErrNoServerName.
 func NewClientEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleClient, ctx.cfg.ServerName, "")
+	return newEngine(ctx, RoleClient, ctx.cfg.ServerName, nil)
 }
 
 // checksName reports whether a client Context's engines check the server's name.
@@ -74,11 +74,14 @@ func (ctx *Context) checksName() bool {
 // NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
 // constructor). It waits for a ClientHello.
 func NewServerEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleServer, "", "")
+	return newEngine(ctx, RoleServer, "", nil)
 }
 
-// newEngine makes an engine; alpn is the ALPN protocol a client offers ("" for none).
-func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error) {
+// newEngine makes an engine. alpn lists ALPN protocols of the engine's own in the wire format
+// (alpnWire), preferred before the Context's NextProtos: a client offers them first, a server
+// selects them first; a client that offers none of a server's own protocols is not refused
+// for it (see tz_conn_new). nil for none. C copies it during the call.
+func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine, error) {
 	if ctx.role != role {
 		return nil, fmt.Errorf("%w: a %v engine needs a %v Context, not a %v one", ErrInvalidConfig, role, role, ctx.role)
 	}
@@ -102,13 +105,8 @@ func newEngine(ctx *Context, role Role, serverName, alpn string) (*Engine, error
 	if ctx.checksName() {
 		verifyName = 1
 	}
-	var calpn *C.char
-	if alpn != "" {
-		calpn = C.CString(alpn)
-		defer C.free(unsafe.Pointer(calpn))
-	}
 	var cerr C.tz_err
-	c := C.tz_conn_new(cctx, name, verifyName, calpn, &cerr)
+	c := C.tz_conn_new(cctx, name, verifyName, bytesPtr(alpn), C.size_t(len(alpn)), &cerr)
 	if c == nil {
 		ctx.h.release()
 		return nil, newError(&cerr)
@@ -326,8 +324,8 @@ type ConnectionState struct {
 	VersionName       string // OpenSSL's name, e.g. "TLSv1.3"
 	CipherSuite       string // OpenSSL's name, e.g. "TLS_AES_256_GCM_SHA384"
 	DidResume         bool   // the handshake resumed an earlier session
-	// NegotiatedProtocol is the ALPN protocol agreed on: ProtocolFramed between tlszmq's
-	// ZeroMQ peers, "" with the C++ peers.
+	// NegotiatedProtocol is the ALPN protocol agreed on (see Config.NextProtos), "" for
+	// none: ProtocolFramed between tlszmq's ZeroMQ peers, "" with the C++ peers.
 	NegotiatedProtocol string
 	// PeerCertificates is the chain the peer sent, its own certificate first; empty when the
 	// peer sent none.
@@ -352,7 +350,7 @@ func (e *Engine) ConnectionState() ConnectionState {
 	st.VersionName = C.GoString(c.version_name)
 	st.CipherSuite = C.GoString(c.cipher)
 	st.DidResume = e.state&C.TZ_RESUMED != 0
-	st.NegotiatedProtocol = C.GoString(&c.alpn[0])
+	st.NegotiatedProtocol = C.GoStringN((*C.char)(unsafe.Pointer(c.alpn)), C.int(c.alpn_len))
 	st.VerifyResult = int(c.verify_result)
 	st.VerifyText = C.GoString(c.verify_text)
 	st.PeerCertificates = e.peerChain()

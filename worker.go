@@ -21,7 +21,7 @@ type worker struct {
 	jobs     *mailbox[job]
 	sessions int         // sessions given to it and not yet removed (the socket owner's count)
 	wake     *zmq.Socket // PUSH to the socket owner's wake socket (this goroutine's only)
-	scratch  []byte      // the framed encoding of one reply, reused
+	scratch  []byte      // the encoding of one reply, reused
 	done     chan struct{}
 	batch    []job // the jobs taken: batch[pos:] are still to do, by whoever is the worker
 	pos      int
@@ -157,16 +157,19 @@ func (w *worker) do(j job) bool {
 	switch j.kind {
 	case jobFrame:
 		w.s.queuedFrames.Add(-1)
+		w.s.queuedBytes.Add(-int64(len(j.payload)))
 		if sess.ended || sess.dead.Load() {
 			// Removed by the socket owner meanwhile (a flood of half-open sessions makes
 			// room this way): no TLS work for it. Its end job follows.
-			sess.unfed.Add(-int64(len(j.payload)))
 			return true
 		}
 		if sess.inflight > 0 || sess.closing || len(sess.frames) > 0 {
-			// Its messages are with the handler: the frame waits, undecrypted, counted in
-			// unfed (within MaxMessageSize) until the handler is done.
+			// Its messages are with the handler: the frame waits, undecrypted, within
+			// MaxMessageSize, until the handler is done.
 			sess.frames = append(sess.frames, j.payload)
+			if sess.held += len(j.payload); sess.held > w.s.maxFrame {
+				w.fail(sess, overBudget("MaxMessageSize", "more than %d bytes of frames waiting for the handler", w.s.maxFrame))
+			}
 			return true
 		}
 		w.feed(sess, j.payload, j.fresh)
@@ -203,7 +206,6 @@ func (w *worker) do(j job) bool {
 
 // feed runs a session's engine on one frame and puts the messages it completes in the inbox.
 func (w *worker) feed(sess *session, payload []byte, fresh bool) {
-	sess.unfed.Add(-int64(len(payload)))
 	if sess.e == nil {
 		if !w.start(sess) {
 			return
@@ -212,8 +214,8 @@ func (w *worker) feed(sess *session, payload []byte, fresh bool) {
 	sess.owed = true
 	var err error
 	wasDone := sess.e.HandshakeComplete()
-	if wasDone && sess.framed {
-		err = sess.deframer.put(sess.e, payload) // decrypted where it lies: the frame is ours
+	if wasDone {
+		err = sess.codec.put(sess.e, payload) // the frame is ours: it may be decrypted where it lies
 	} else {
 		err = sess.e.PutData(payload)
 	}
@@ -247,12 +249,13 @@ func (w *worker) feed(sess *session, payload []byte, fresh bool) {
 
 // start gives a session its engine; it reports false, the session ended, if there is none.
 func (w *worker) start(sess *session) bool {
-	e, err := newEngine(w.s.ctx, RoleServer, "", "")
+	e, err := newEngine(w.s.ctx, RoleServer, "", framedALPN)
 	if err != nil {
 		w.finish(sess, fmt.Errorf("no session: %w", err))
 		return false
 	}
 	sess.e = e
+	sess.codec = rawCodec{}
 	sess.deframer = deframer{max: w.s.opts.MaxMessageSize, maxParts: w.s.opts.MaxParts, maxMsgs: w.s.opts.MaxMessagesPerFrame}
 	return true
 }
@@ -260,7 +263,7 @@ func (w *worker) start(sess *session) bool {
 // established records what the handshake settled, for the handler, and tells the owner.
 func (w *worker) established(sess *session) {
 	st := sess.e.ConnectionState()
-	sess.framed = st.NegotiatedProtocol == ProtocolFramed
+	sess.codec = codecFor(st.NegotiatedProtocol, &sess.deframer)
 	sess.peer.Certificates = st.PeerCertificates
 	sess.peer.Verified = st.Verified
 	sess.peer.Version = st.Version
@@ -270,25 +273,13 @@ func (w *worker) established(sess *session) {
 }
 
 // receive moves the messages a frame completed into the session's inbox: at most
-// MaxMessagesPerFrame of them (the deframer counts).
+// MaxMessagesPerFrame of them, in the framed protocol (the deframer counts).
 func (w *worker) receive(sess *session) error {
-	switch {
-	case sess.framed:
-		if !sess.e.CanRecv() && len(sess.deframer.pending) == 0 {
-			return nil
-		}
-		msgs, err := sess.deframer.take(sess.e)
-		if err != nil {
-			return err
-		}
-		sess.inbox = append(sess.inbox, msgs...)
-	case sess.e.CanRecv():
-		plain, err := sess.e.Read()
-		if err != nil {
-			return err
-		}
-		sess.inbox = append(sess.inbox, [][]byte{plain})
+	inbox, err := sess.codec.take(sess.e, sess.inbox)
+	if err != nil {
+		return err
 	}
+	sess.inbox = inbox
 	return nil
 }
 
@@ -330,6 +321,7 @@ func (w *worker) advance(sess *session) bool {
 		frame := sess.frames[0]
 		sess.frames[0] = nil
 		sess.frames = sess.frames[1:]
+		sess.held -= len(frame)
 		w.feed(sess, frame, false)
 	}
 	return true
@@ -359,7 +351,7 @@ func (w *worker) result(sess *session, reply [][]byte, err error) {
 // reply writes the answer to a deferred request (Server.Reply). A Reply may come before the
 // handler that deferred the request has returned: it is counted then, not refused.
 func (w *worker) reply(sess *session, reply [][]byte) error {
-	if sess.ended || sess.deferred <= 0 && sess.inflight == 0 {
+	if sess.ended || sess.deferred+sess.inflight <= 0 { // at most one early Reply a message in flight
 		return &OpError{Op: "reply to", Endpoint: sess.peer.String(), Err: errors.New("no deferred request of a live session")}
 	}
 	sess.deferred--
@@ -388,21 +380,10 @@ func (w *worker) write(sess *session, reply [][]byte) error {
 	if reply == nil {
 		return nil
 	}
+	var sent bool
 	var err error
-	if sess.framed {
-		w.scratch, err = writeFramed(sess.e, w.scratch, reply)
-	} else {
-		var one []byte
-		for _, p := range reply {
-			one = append(one, p...)
-		}
-		if len(one) == 0 {
-			return nil // the raw format has no empty message
-		}
-		_, err = sess.e.Write(one)
-	}
-	if err == nil {
-		w.s.stats.messagesOut.Add(1)
+	if w.scratch, sent, err = sess.codec.write(sess.e, w.scratch, reply); sent {
+		w.s.stats.messagesOut.Add(1) // the raw format sends nothing for an empty message
 	}
 	return err
 }
@@ -438,10 +419,7 @@ func (w *worker) finish(sess *session, err error) {
 	if sess.stop != nil {
 		sess.stop()
 	}
-	for _, f := range sess.frames {
-		sess.unfed.Add(-int64(len(f)))
-	}
-	sess.inbox, sess.frames = nil, nil
+	sess.inbox, sess.frames, sess.held = nil, nil, 0
 	w.post(event{kind: eventEnded, sess: sess, err: err, failed: failed})
 }
 
@@ -450,6 +428,12 @@ func (w *worker) finish(sess *session, err error) {
 func (s *Server) handle(sess *session, msgs [][][]byte) {
 	for i, msg := range msgs {
 		msgs[i] = nil
+		if err := sess.ctx.Err(); err != nil {
+			// The session has ended (or the server stopped): its other messages are not
+			// handled, and their results only keep the count.
+			sess.w.give(job{kind: jobResult, sess: sess, err: err})
+			continue
+		}
 		reply, err := s.callHandler(sess, msg)
 		sess.w.give(job{kind: jobResult, sess: sess, reply: reply, err: err})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -268,5 +269,70 @@ func TestReplyFromAHandler(t *testing.T) {
 	}
 	if s := <-got; s != "answered by another session's handler" {
 		t.Fatalf("the deferred session got %q", s)
+	}
+}
+
+// A session's messages that a handed-over handler has not reached when the session ends are
+// not handled: the handler is not called for them after the server has closed.
+func TestNoHandlerCallsAfterTheSessionEnds(t *testing.T) {
+	var calls atomic.Int64
+	first := make(chan struct{})
+	var once sync.Once
+	handler := func(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) {
+		calls.Add(1)
+		once.Do(func() { close(first) })
+		time.Sleep(5 * time.Millisecond) // slow, and deaf to its context
+		return req, nil
+	}
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", handler, &ServerOptions{Workers: 1})
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER})
+	ctx := ctxTimeout(t, 10*time.Second)
+	if err := c.Handshake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := c.Queue(ctx, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil { // one frame, 200 messages
+		t.Fatal(err)
+	}
+	<-first
+	time.Sleep(20 * time.Millisecond)
+	srv.Close()
+	after := calls.Load()
+	time.Sleep(200 * time.Millisecond)
+	if late := calls.Load() - after; late > 1 { // the call under way when Close returned may end
+		t.Fatalf("%d handler calls after the server closed (%d before)", late, after)
+	}
+	if after >= 200 {
+		t.Fatalf("all %d messages were handled before Close: the test did not test", after)
+	}
+}
+
+// A client that pipelines within the budget is not ended because the workers are behind:
+// MaxMessageSize bounds the frames waiting behind a session's handler, not those the worker
+// has yet to take.
+func TestPipeliningWithinTheBudget(t *testing.T) {
+	const size = 12 << 10
+	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo,
+		&ServerOptions{MaxMessageSize: 16 << 10, Workers: 1})
+	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER, MaxMessageSize: 16 << 10})
+	ctx := ctxTimeout(t, 20*time.Second)
+	msg := make([]byte, size)
+	for range 40 {
+		if err := c.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 40 {
+		got, err := c.Recv(ctx)
+		if err != nil || len(got) != 1 || len(got[0]) != size {
+			t.Fatalf("reply %d: %d parts, %v", i, len(got), err)
+		}
+	}
+	if st := srv.Stats(); st.BudgetExceeded != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

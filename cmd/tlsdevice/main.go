@@ -39,6 +39,12 @@
 //	                                 one, or is refused while all are busy
 //	-idle                    5m      originate: an upstream session unused this long is closed
 //
+// -metrics 127.0.0.1:9464 (terminate mode) serves the Prometheus metrics of the device's TLS
+// server (package github.com/tlszmq/tlszmq/metrics, with the Go runtime's and the process's)
+// over HTTP at http://127.0.0.1:9464/metrics, from before the first client is served until
+// exit; port 0 picks a free port, which the start-up line names. The other modes have no TLS
+// server (pass forwards the TLS bytes untouched, originate is a TLS client) and refuse it.
+//
 // Like the C++ device it prints nothing on stdout: its start-up line, its log lines and the -v
 // trace go to stderr, each line starting with "tlsdevice: ". SIGINT or SIGTERM stops the
 // device (in terminate mode after close_notify to every client) with exit status 0.
@@ -53,10 +59,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
 	"github.com/tlszmq/tlszmq/internal/device"
+	"github.com/tlszmq/tlszmq/internal/metricsrv"
 )
 
 func main() { cli.Main("tlsdevice", run) }
@@ -88,6 +96,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 	timeout := fs.Duration("timeout", device.DefaultTimeout, "terminate: how long a request waits for its worker, then the client gets an empty answer;\n"+
 		"originate: how long to wait for the upstream server's handshake and replies")
 	verbose := fs.Bool("v", false, "terminate/originate: print the DEBUG trace of bytes through the BIOs, on stderr")
+	metricsAddr := fs.String("metrics", "", "terminate: serve the TLS server's Prometheus metrics over HTTP at host:port, path /metrics\n"+
+		"(e.g. 127.0.0.1:9464; port 0: any free port)")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
@@ -104,6 +114,16 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 		MaxPending: *maxPending, MaxPendingPerClient: *perClient, MaxSessions: *maxSessions, Timeout: *timeout, IdleTimeout: *idle}
 	if *mode != "pass" && *mode != "terminate" && *mode != "originate" {
 		return cli.Usagef("-mode %q: want pass, terminate or originate", *mode)
+	}
+	if *metricsAddr != "" && *mode != "terminate" {
+		why := "forwards the TLS bytes untouched"
+		if *mode == "originate" {
+			why = "is a TLS client of -upstream"
+		}
+		return cli.Usagef("-metrics: -mode %s has no TLS server to count (it %s): -metrics is for -mode terminate", *mode, why)
+	}
+	if err := metricsrv.CheckAddr(*metricsAddr); err != nil {
+		return err
 	}
 	*frontend, *backend = endpoints(*mode, *frontend, *backend)
 	if err := cli.CheckEndpoint("frontend", *frontend, true); err != nil {
@@ -140,11 +160,23 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 			return err
 		}
 		defer tctx.Close()
+		var metricsLn net.Listener
+		if *metricsAddr != "" {
+			if metricsLn, err = net.Listen("tcp", *metricsAddr); err != nil {
+				return fmt.Errorf("-metrics %s: %w", *metricsAddr, err)
+			}
+			defer metricsLn.Close()
+		}
 		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log}, lim)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "tlsdevice: TLS clients at %s, plaintext workers at %s\n", *frontend, *backend)
+		served := ""
+		if metricsLn != nil {
+			defer metricsrv.Serve(metricsLn, d.Server(), log)()
+			served = ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
+		}
+		fmt.Fprintf(stderr, "tlsdevice: TLS clients at %s, plaintext workers at %s%s\n", *frontend, *backend, served)
 		return d.Run(ctx)
 	case "originate":
 		cfg, err := tf.ClientConfig(cli.EndpointHost(*upstream), stderr)

@@ -8,6 +8,11 @@
 // Run `tlsserver -h` for the flags. SIGINT or SIGTERM sends close_notify to every live session
 // and exits 0. Log lines go to stderr, each starting with "tlsserver: ".
 //
+// -metrics 127.0.0.1:9464 serves the server's Prometheus metrics (package
+// github.com/tlszmq/tlszmq/metrics, with the Go runtime's and the process's) over HTTP at
+// http://127.0.0.1:9464/metrics, from before the first client is served until exit; port 0
+// picks a free port, which a log line names.
+//
 // Exit status: 0 when stopped by SIGINT or SIGTERM; 2 for bad use (a bad flag or value, a
 // malformed endpoint, a missing certificate or key); 3 when OpenSSL refuses the certificate,
 // the key or the settings (a legacy certificate names the -seclevel that accepts it); 1 for
@@ -18,11 +23,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/metricsrv"
 )
 
 func main() { cli.Main("tlsserver", run) }
@@ -48,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	maxPending := fs.Int("max-pending-output", 4<<20, "most bytes of replies kept for a peer that does not read them")
 	maxKeyUpdates := fs.Int("max-key-updates", tlszmq.DefaultMaxKeyUpdates, "most TLS 1.3 KeyUpdate messages in one incoming frame")
 	maxRecords := fs.Int("max-records", tlszmq.DefaultMaxRecordsPerPump, "most TLS records in one incoming frame, beyond one per 16 KiB of it")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics over HTTP at host:port, path /metrics (e.g. 127.0.0.1:9464; port 0: any free port)")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	if err := cli.Parse(fs, args, stderr); err != nil {
 		return err
@@ -57,6 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return cli.Usagef("the -max-* limits and the timeouts must be positive")
 	}
 	if err := cli.CheckEndpoint("endpoint", *endpoint, !*connect); err != nil {
+		return err
+	}
+	if err := metricsrv.CheckAddr(*metricsAddr); err != nil {
 		return err
 	}
 	defer func() { err = tf.Explain(err) }()
@@ -88,14 +99,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 		return answer, nil
 	})
+	log := cli.Logger(stderr, "tlsserver")
+	var metricsLn net.Listener
+	if *metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", *metricsAddr); err != nil {
+			return fmt.Errorf("-metrics %s: %w", *metricsAddr, err)
+		}
+		defer metricsLn.Close()
+	}
 	srv, err := tlszmq.NewServer(tctx, *endpoint, handler, &tlszmq.ServerOptions{
 		Connect: *connect, MaxSessions: *maxSessions, HandshakeTimeout: *hsTimeout,
 		IdleTimeout: *idleTimeout, MaxMessageSize: *maxMsg, MaxHalfOpen: *maxHalfOpen, MaxParts: *maxParts,
 		MaxMessagesPerFrame: *maxPerFrame, MaxEnvelopeFrames: *maxEnvelope, MaxPendingOutput: *maxPending,
-		Logger: cli.Logger(stderr, "tlsserver"),
+		Logger: log,
 	})
 	if err != nil {
 		return err
+	}
+	if metricsLn != nil {
+		defer metricsrv.Serve(metricsLn, srv, log)()
 	}
 	return srv.Serve(ctx)
 }

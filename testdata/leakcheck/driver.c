@@ -27,6 +27,11 @@ struct side {
 	size_t got;             /* plaintext bytes received */
 };
 
+/* ALPN lists in the wire format: the connections' own (the ZeroMQ layer's framed protocol),
+ * and the contexts' (Config.NextProtos), so that both copies are made and freed. */
+static const unsigned char conn_alpn[] = "\x08tlszmq/1";
+static const unsigned char ctx_alpn[] = "\x02h2\x01x";
+
 static tz_ctx *ctx(const char *dir, int server, const char *ca)
 {
 	char cert[512], key[512], cafile[512];
@@ -37,6 +42,8 @@ static tz_ctx *ctx(const char *dir, int server, const char *ca)
 	memset(&cfg, 0, sizeof cfg);
 	cfg.server = server;
 	cfg.security_level = -1;
+	cfg.alpn = ctx_alpn;
+	cfg.alpn_len = sizeof ctx_alpn - 1;
 	if (server) {
 		snprintf(cert, sizeof cert, "%s/server-ec.crt", dir);
 		snprintf(key, sizeof key, "%s/server-ec.key", dir);
@@ -120,8 +127,8 @@ int main(int argc, char **argv)
 		tz_err err;
 		int kind = i % 4, ok = 0;
 
-		c.c = tz_conn_new(kind == 1 ? stranger : client, "localhost", 1, TZ_ALPN, &err);
-		s.c = tz_conn_new(server, NULL, 0, NULL, &err);
+		c.c = tz_conn_new(kind == 1 ? stranger : client, "localhost", 1, conn_alpn, sizeof conn_alpn - 1, &err);
+		s.c = tz_conn_new(server, NULL, 0, i % 8 < 4 ? conn_alpn : NULL, sizeof conn_alpn - 1, &err);
 		if (c.c == NULL || s.c == NULL) {
 			fprintf(stderr, "driver: connection: %s\n", err.text);
 			return 2;
@@ -135,6 +142,10 @@ int main(int argc, char **argv)
 			if (!handshake(&c, &s))
 				break;
 			resumed += (c.c->state & TZ_RESUMED) != 0;
+			/* The server's own protocol first, else the context's first that the client offers. */
+			if (i % 8 < 4 ? c.c->alpn_len != 8 || memcmp(c.c->alpn, "tlszmq/1", 8) != 0
+			              : c.c->alpn_len != 2 || memcmp(c.c->alpn, "h2", 2) != 0)
+				break;
 			for (k = 0; k < n; k++) {
 				pump(&c, NULL, app, sizes[k], 0);
 				pump(&s, &c, NULL, 0, 0);
