@@ -160,6 +160,25 @@ type Client struct {
 	pending    fifo      // Requests waiting for their replies, in the order their messages left
 	sleepers   []*waiter // goroutines waiting without the lock, to be woken
 	reader     *waiter   // the goroutine that reads the socket for the waiters, if any
+	counts     clientCounts
+}
+
+// ClientStats are a Client's counters, over all its sessions.
+type ClientStats struct {
+	BytesIn, BytesOut       int64 // TLS bytes received and sent
+	MessagesIn, MessagesOut int64 // application messages received and sent
+	Handshakes, Reconnects  int64 // handshakes completed; sessions started over (Reconnect)
+}
+
+type clientCounts struct {
+	bytesIn, bytesOut, msgsIn, msgsOut, handshakes, reconnects atomic.Int64
+}
+
+// Stats returns the client's counters. It is safe to call from any goroutine, at any time.
+func (c *Client) Stats() ClientStats {
+	k := &c.counts
+	return ClientStats{BytesIn: k.bytesIn.Load(), BytesOut: k.bytesOut.Load(), MessagesIn: k.msgsIn.Load(),
+		MessagesOut: k.msgsOut.Load(), Handshakes: k.handshakes.Load(), Reconnects: k.reconnects.Load()}
 }
 
 // ErrPeerClosed is wrapped by the error of a client call that finds the session closed by the
@@ -290,6 +309,7 @@ func (c *Client) Reconnect(ctx context.Context) error {
 }
 
 func (c *Client) reconnect(ctx context.Context) error {
+	c.counts.reconnects.Add(1)
 	var session []byte
 	if c.e.HandshakeComplete() {
 		session, _ = c.e.Session()
@@ -447,12 +467,14 @@ func (c *Client) handshake(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		c.counts.bytesIn.Add(int64(len(payload)))
 		if err := c.e.PutData(payload); err != nil {
 			c.flushQuiet()
 			return err
 		}
 	}
 	c.codec = codecFor(c.e.ConnectionState().NegotiatedProtocol, &c.deframer)
+	c.counts.handshakes.Add(1)
 	if !c.e.NeedsWrite() {
 		return nil
 	}
@@ -598,6 +620,7 @@ func (c *Client) queue(parts [][]byte) error {
 		if _, _, err := c.codec.write(c.e, nil, parts); err != nil {
 			return err
 		}
+		c.counts.msgsOut.Add(1)
 		return c.flush()
 	}
 	// A large message goes in a batch of its own, so that no ZeroMQ message is larger than
@@ -617,10 +640,12 @@ func (c *Client) queue(parts [][]byte) error {
 			if c.queued, _, err = c.codec.write(c.e, c.queued, parts); err != nil {
 				return err
 			}
+			c.counts.msgsOut.Add(1)
 			return c.flush()
 		}
 	}
 	c.queued = appendFramed(c.queued, parts)
+	c.counts.msgsOut.Add(1)
 	if c.batched++; len(c.queued) >= queueLimit || c.batched >= defaultMaxMessagesPerFrame {
 		return c.flushQueued() // within a server's default MaxMessagesPerFrame too
 	}
@@ -813,6 +838,7 @@ func (c *Client) usable() error {
 // absorb feeds a received payload to the engine and hands out the messages it completes (see
 // deliver).
 func (c *Client) absorb(payload []byte) error {
+	c.counts.bytesIn.Add(int64(len(payload)))
 	if err := c.codec.put(c.e, payload); err != nil { // the frame is ours: it may be decrypted where it lies
 		c.flushQuiet()
 		return err
@@ -820,6 +846,7 @@ func (c *Client) absorb(payload []byte) error {
 	// Reading after the peer's close_notify gives io.EOF, which is seen through PeerClosed;
 	// any other error is the sticky one put has just returned.
 	msgs, err := c.codec.take(c.e, nil)
+	c.counts.msgsIn.Add(int64(len(msgs)))
 	c.deliver(msgs)
 	if err != nil && err != io.EOF {
 		return opError("reply from", c.endpoint, err)
@@ -833,7 +860,7 @@ func (c *Client) absorb(payload []byte) error {
 
 // flush sends what the engine has for the network as one ["", tls-bytes] message.
 func (c *Client) flush() error {
-	_, err := c.e.sendData(func(out []byte) error {
+	n, err := c.e.sendData(func(out []byte) error {
 		if c.opts.Pattern == DEALER {
 			if _, err := c.sock.SendBytes(nil, zmq.SNDMORE); err != nil {
 				return err
@@ -845,6 +872,7 @@ func (c *Client) flush() error {
 		c.owed = err == nil
 		return err
 	})
+	c.counts.bytesOut.Add(int64(n))
 	if err != nil {
 		return opError("sending to", c.endpoint, err)
 	}

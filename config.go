@@ -225,8 +225,30 @@ type Config struct {
 	FIPSModuleDir string
 
 	// Logger receives the Context's warnings: a client Context with InsecureSkipVerify or
-	// VerifyChainOnly says so once, when it is made. Nil: slog.Default().
+	// VerifyChainOnly says so once, when it is made. Nil: the library logs nothing.
 	Logger *slog.Logger
+
+	// KeyLogWriter, when set, receives the secrets of every session of the Context in NSS
+	// key-log format, the SSLKEYLOGFILE format of crypto/tls, Wireshark and tshark: one
+	// CLIENT_RANDOM line for TLS 1.2; CLIENT_HANDSHAKE_TRAFFIC_SECRET,
+	// SERVER_HANDSHAKE_TRAFFIC_SECRET, CLIENT_TRAFFIC_SECRET_0, SERVER_TRAFFIC_SECRET_0 and
+	// EXPORTER_SECRET lines for TLS 1.3. It is for debugging a capture: whoever reads it can
+	// decrypt the traffic.
+	//
+	// OpenSSL's keylog callback gathers the lines in C; an engine hands them to the writer, in
+	// whole lines, at the end of the call that made them (PutData, Write, Update, ...), before
+	// the bytes of that call leave through GetData, on the goroutine that made the call: in a
+	// Server, the session's worker; with a Client, the goroutine whose Request, Send or Recv
+	// runs the handshake. The engines of one Context, and the sessions of a Server, run on
+	// several goroutines: as with crypto/tls, a writer shared by them must be safe for
+	// concurrent use, and should be quick. Errors from Write are ignored: a key log never
+	// fails a session. One call gathers at most 4 KiB of lines (a handshake makes under 1
+	// KiB); past that, lines are dropped and a comment line ("# tlszmq: ...") says how many.
+	//
+	// With FIPS set, or with OpenSSL's default library context in FIPS mode (FIPSMode),
+	// NewContext refuses a KeyLogWriter with ErrInvalidConfig: a key log exports the session
+	// secrets, which FIPS mode forbids.
+	KeyLogWriter io.Writer
 
 	// Debug, when set, receives the original's trace of bytes through the BIOs from every engine
 	// of the Context: "DEBUG: 95 written to BIO", "DEBUG: 627 read from BIO",
@@ -296,6 +318,9 @@ func (c *Config) check(role Role) error {
 	}
 	if c.VerifyChainOnly && c.InsecureSkipVerify {
 		return bad("VerifyChainOnly and InsecureSkipVerify are both set: a client verifies the chain only, or nothing")
+	}
+	if c.KeyLogWriter != nil && c.FIPS {
+		return bad("KeyLogWriter and FIPS are both set: a key log exports the session secrets, which FIPS mode forbids")
 	}
 	if c.MaxKeyUpdates < 0 {
 		return bad("MaxKeyUpdates %d is negative (0 for the default, %d)", c.MaxKeyUpdates, DefaultMaxKeyUpdates)

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -112,6 +111,10 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	if err := cfg.check(role); err != nil { // before the copy: a refused PEM is not copied
 		return nil, err
 	}
+	if cfg.KeyLogWriter != nil && FIPSMode() {
+		return nil, fmt.Errorf("%w: KeyLogWriter is set and OpenSSL's default library context is in FIPS mode: "+
+			"a key log exports the session secrets, which FIPS mode forbids", ErrInvalidConfig)
+	}
 	cfg = cfg.Clone()
 
 	var strs []unsafe.Pointer
@@ -191,6 +194,9 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	cc.ca_pem, cc.ca_pem_len = cbytes(cfg.CAPEM)
 	cc.ticket_key, cc.ticket_key_len = cbytes(cfg.SessionTicketKey)
 	cc.alpn, cc.alpn_len = cbytes(alpnWire(cfg.NextProtos))
+	if cfg.KeyLogWriter != nil {
+		cc.keylog = 1
+	}
 	if cfg.FIPS {
 		cc.fips = 1
 		cc.fips_config = cstr(cfg.FIPSConfigFile)
@@ -214,11 +220,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 		return nil, e
 	}
 	liveContexts.Add(1)
-	if role == RoleClient && (cfg.InsecureSkipVerify || cfg.VerifyChainOnly) {
-		logger := cfg.Logger
-		if logger == nil {
-			logger = slog.Default()
-		}
+	if logger := cfg.Logger; logger != nil && role == RoleClient && (cfg.InsecureSkipVerify || cfg.VerifyChainOnly) {
 		if cfg.InsecureSkipVerify {
 			logger.Warn("tlszmq: this client Context does not verify servers' certificates (InsecureSkipVerify): anyone in the path can read and change the traffic")
 		} else {

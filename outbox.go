@@ -26,9 +26,10 @@ type outbox struct {
 	queued   int                   // what they cost
 	recent   []int32               // the sizes of the last serverSendDepth replies ZeroMQ took, a ring
 	next     int
-	inZMQ    int  // their sum: at most what ZeroMQ holds for the connection
-	blocked  bool // listed in Server.blocked
-	ended    bool // given up (endConnection): what comes for it is dropped
+	inZMQ    int    // their sum: at most what ZeroMQ holds for the connection
+	blocked  bool   // listed in Server.blocked
+	ended    bool   // given up (endConnection): what comes for it is dropped
+	addr     string // the peer's address (libzmq's Peer-Address), "" where it has none
 }
 
 // heldReply is one reply waiting in an outbox.

@@ -103,8 +103,9 @@ type ServerOptions struct {
 	// HandlerTimeout, if positive, is the deadline of the context each Handler call gets.
 	// The context is cancelled anyway when the session ends or the server stops.
 	HandlerTimeout time.Duration
-	// Logger receives one line per removed session and per dropped message
-	// (default slog.Default()).
+	// Logger receives one line per completed handshake (INFO) and per failed one (WARN), per
+	// removed session and per dropped message, each with the peer's identity and address. Nil:
+	// the library logs nothing.
 	Logger *slog.Logger
 }
 
@@ -290,6 +291,7 @@ type Server struct {
 	frames        [][]byte            // the message being received, reused
 	pendingEvents []event             // the events being done, reused
 	gave          bool                // jobs were given to workers since the last poll
+	connAddr      string              // the peer address of the connection of the message being routed, if asked
 	outboxes      map[string]*outbox  // by connection: what waits for ZeroMQ to take it
 	blocked       []*outbox           // the outboxes holding replies
 	reasons       map[*session]string // why a notice-taking session was removed, for its notice
@@ -334,7 +336,7 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 	orDefault(&o.IdleTimeout, 5*time.Minute)
 	orDefault(&o.Workers, runtime.GOMAXPROCS(0))
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	sock, err := newSocket(zmq.ROUTER, "", o.MaxMessageSize)
 	if err == nil {

@@ -54,8 +54,18 @@ func (s *Server) sendFor(sess *session, payload []byte, last bool) {
 // among the established ones, making room under MaxSessions. The worker set sess.peer.Version
 // before it posted the event.
 func (s *Server) established(sess *session) {
-	s.stats.countVersion(sess.peer.Version)
-	s.stats.hsTime.observe(time.Since(sess.created))
+	took := time.Since(sess.created)
+	sess.hsTime.Store(int64(took))
+	p := &sess.peer
+	subject := ""
+	if len(p.Certificates) > 0 {
+		subject = p.Certificates[0].Subject.String()
+	}
+	s.log.Info("tlszmq: handshake done", "server", s.endpoint, "peer", p.String(), "address", p.Address,
+		"version", VersionName(p.Version), "cipher", p.CipherSuite, "resumed", p.DidResume, "subject", subject,
+		"verified", p.Verified, "took", took)
+	s.stats.countVersion(p.Version)
+	s.stats.hsTime.observe(took)
 	if sess.removed {
 		return
 	}
@@ -80,6 +90,15 @@ func (s *Server) ended(sess *session, err error, failed bool) {
 			cause = removedCloseNotify
 		case isBudget(err):
 			cause = removedBudget
+		}
+		if failed {
+			var alert *AlertError
+			attrs := []any{"server", s.endpoint, "peer", sess.peer.String(), "reason", reason,
+				"address", sess.peer.Address, "took", time.Since(sess.created)}
+			if errors.As(err, &alert) {
+				attrs = append(attrs, "alert", alert.Text, "alert_sent", alert.Sent)
+			}
+			s.log.Warn("tlszmq: handshake failed", attrs...)
 		}
 		s.forget(sess, cause, reason)
 		// The counters after the log line: whoever sees them move finds the line.
@@ -124,7 +143,8 @@ func (s *Server) forget(sess *session, cause removeCause, reason string) {
 		s.reasons[sess] = reason // for the notice, once the worker has ended it
 	}
 	// The line first, the counters after: whoever sees the counters move finds the line.
-	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason, "cause", cause.String())
+	s.log.Info("tlszmq: session removed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason,
+		"cause", cause.String(), "address", sess.peer.Address)
 	s.stats.sessions.Add(-1)
 	s.stats.removed[cause].Add(1)
 }
@@ -148,7 +168,10 @@ func (s *Server) expire(now time.Time) {
 		sess.w.give(job{kind: jobRelease, sess: sess})
 	}
 	for sess := s.table.oldestHandshake(); sess != nil && now.Sub(sess.created) > s.opts.HandshakeTimeout; sess = s.table.oldestHandshake() {
-		s.remove(sess, removedHandshakeTimeout, fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout), false)
+		reason := fmt.Sprintf("handshake not finished within %v", s.opts.HandshakeTimeout)
+		s.log.Warn("tlszmq: handshake failed", "server", s.endpoint, "peer", sess.peer.String(), "reason", reason,
+			"address", sess.peer.Address, "took", now.Sub(sess.created))
+		s.remove(sess, removedHandshakeTimeout, reason, false)
 	}
 	for h := s.hellos.oldest(); h != nil && now.Sub(h.since) > s.opts.HandshakeTimeout; h = s.hellos.oldest() {
 		s.dropHello(h, fmt.Sprintf("ClientHello not complete within %v", s.opts.HandshakeTimeout))

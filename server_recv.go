@@ -41,6 +41,7 @@ func (s *Server) route(frames [][]byte) {
 		sess = s.newSession(key, env, now, replaced)
 	}
 	s.table.touch(sess, now)
+	sess.bytesIn.Add(int64(len(payload)))
 	// What the workers have not taken yet stays bounded by the backpressure in Serve (frames
 	// and bytes); what waits behind a session's handler, by MaxMessageSize (the worker's).
 	n := int64(len(payload))
@@ -72,6 +73,10 @@ func (s *Server) newSession(key string, env [][]byte, now time.Time, w *worker) 
 		peer: Peer{Identity: route[len(route)-1], Route: route}}
 	sess.peer.sess = sess
 	sess.out = s.outboxFor(route)
+	if sess.out.addr == "" {
+		sess.out.addr = s.connAddr
+	}
+	sess.peer.Address = sess.out.addr
 	sess.out.sessions[sess] = struct{}{}
 	s.table.add(sess)
 	s.stats.sessions.Add(1)
@@ -92,12 +97,24 @@ func (s *Server) recv() ([][]byte, error) {
 	if b.add(part) {
 		frames = append(frames, part)
 	}
+	// A connection the server has no outbox for yet is asked its peer's address, on the
+	// message's next part (libzmq's Peer-Address belongs to the connection): one lookup a
+	// new connection, none on the path of known ones.
+	s.connAddr = ""
+	askAddr := s.outboxes[string(part)] == nil
 	for {
 		more, err := s.sock.GetRcvmore()
 		if err != nil || !more {
 			break
 		}
-		if part, err = s.sock.RecvBytes(0); err != nil {
+		if askAddr {
+			var md map[string]string
+			part, md, err = s.sock.RecvBytesWithMetadata(0, "Peer-Address")
+			s.connAddr, askAddr = md["Peer-Address"], false
+		} else {
+			part, err = s.sock.RecvBytes(0)
+		}
+		if err != nil {
 			break
 		}
 		if b.add(part) {

@@ -16,15 +16,39 @@ type Peer struct {
 	// Route is the whole envelope: the connection ids of the hops, then Identity. Replies
 	// go back along it.
 	Route [][]byte
+	// Address is the remote address of the ZeroMQ connection the peer came by (libzmq's
+	// Peer-Address: the IP address for tcp://; "" for transports without one, such as
+	// inproc://). Behind a device it is the device's.
+	Address string
 	// Certificates is the chain the client presented, its own certificate first; Verified
 	// reports whether it was verified against the server's CAs.
 	Certificates []*x509.Certificate
 	Verified     bool
-	// Version and CipherSuite are the session's negotiated TLS version and cipher.
+	// Version and CipherSuite are the session's negotiated TLS version and cipher; DidResume
+	// reports a resumed session.
 	Version     uint16
 	CipherSuite string
+	DidResume   bool
 
 	sess *session // for Server.Reply
+}
+
+// PeerCounters are one session's counters.
+type PeerCounters struct {
+	BytesIn, BytesOut       int64         // TLS bytes received and sent
+	MessagesIn, MessagesOut int64         // application messages handed to the handler, and sent
+	HandshakeTime           time.Duration // from its first ClientHello bytes to its end (0 before)
+}
+
+// Counters returns the session's counters so far. It is safe to call from any goroutine, and
+// after the session has ended (the last counts stay).
+func (p *Peer) Counters() PeerCounters {
+	s := p.sess
+	if s == nil {
+		return PeerCounters{}
+	}
+	return PeerCounters{BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), MessagesIn: s.msgsIn.Load(),
+		MessagesOut: s.msgsOut.Load(), HandshakeTime: time.Duration(s.hsTime.Load())}
 }
 
 // Key identifies the peer's session: its whole route, so that two clients with one identity
@@ -43,6 +67,8 @@ type session struct {
 	w    *worker // the worker the session lives on, for its whole life
 	ctx  context.Context
 	stop context.CancelFunc // cancels ctx: the session has ended
+	// The session's counters (Peer.Counters), from the goroutine that does each thing.
+	bytesIn, bytesOut, msgsIn, msgsOut, hsTime atomic.Int64
 	// dead is set by the socket owner when it removes the session: its worker skips the
 	// frames still queued for it.
 	dead atomic.Bool

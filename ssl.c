@@ -464,6 +464,68 @@ static int tz_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *ou
 	return c->alpn_strict ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
 }
 
+/* OpenSSL's keylog callback (tz_ctx_cfg.keylog): appends line, one NSS key-log line without
+ * its newline, to the connection's buffer, for the Go side to copy out after the pump. It
+ * stores into the connection's C memory and calls nothing else: no Go. A line that would take
+ * the buffer past TZ_KEYLOG_MAX, or that finds no memory, is dropped and counted. */
+static void tz_keylog_cb(const SSL *ssl, const char *line)
+{
+	tz_conn *c = SSL_get_app_data(ssl);
+	size_t n, need;
+
+	if (c == NULL || line == NULL)
+		return;
+	n = strlen(line);
+	need = c->keylog_len + n + 1;
+	if (need > TZ_KEYLOG_MAX) {
+		c->keylog_dropped++;
+		return;
+	}
+	if (need > c->keylog_cap) {
+		/* Grown into fresh memory, the old wiped: no copy of a secret is left behind. */
+		size_t cap = c->keylog_cap ? c->keylog_cap : 512;
+		char *b;
+		while (cap < need)
+			cap *= 2;
+		if (cap > TZ_KEYLOG_MAX)
+			cap = TZ_KEYLOG_MAX;
+		if ((b = malloc(cap)) == NULL) {
+			c->keylog_dropped++;
+			return;
+		}
+		if (c->keylog != NULL) {
+			memcpy(b, c->keylog, c->keylog_len);
+			OPENSSL_cleanse(c->keylog, c->keylog_cap);
+			free(c->keylog);
+		}
+		c->keylog = b;
+		c->keylog_cap = cap;
+	}
+	memcpy(c->keylog + c->keylog_len, line, n);
+	c->keylog[c->keylog_len + n] = '\n';
+	c->keylog_len = need;
+}
+
+/* Empties the key-log buffer (the lines of the last pump, copied out by then), wiping them. */
+static void tz_keylog_reset(tz_conn *c)
+{
+	if (c->keylog_len > 0) {
+		OPENSSL_cleanse(c->keylog, c->keylog_len);
+		c->keylog_len = 0;
+	}
+}
+
+/* Frees the key-log buffer, wiped; the connection keeps none. */
+static void tz_keylog_free(tz_conn *c)
+{
+	if (c->keylog != NULL) {
+		OPENSSL_cleanse(c->keylog, c->keylog_cap);
+		free(c->keylog);
+	}
+	c->keylog = NULL;
+	c->keylog_len = c->keylog_cap = 0;
+}
+
 /* Sets a connection's ALPN protocols up: its own (alpn) before the context's. A client offers
  * them (SSL_set_alpn_protos copies them); a server keeps them for tz_alpn_select. 1 on
  * success, 0 with err filled. */
@@ -581,6 +643,9 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 	SSL_CTX_clear_mode(ctx, SSL_MODE_AUTO_RETRY);
 	SSL_CTX_set_info_callback(ctx, tz_info_cb);
 	SSL_CTX_set_msg_callback(ctx, tz_msg_cb);
+	/* The key log: each connection gathers its secrets' lines in C (tz_keylog_cb). */
+	if (cfg->keylog)
+		SSL_CTX_set_keylog_callback(ctx, tz_keylog_cb);
 	/* Finite-field DHE for the DHE-RSA suites of the default list, with parameters matched to
 	 * the certificate's strength, as `openssl s_server` does. */
 	if (cfg->server)
@@ -760,6 +825,7 @@ void tz_conn_free(tz_conn *c)
 	if (c->err != &tz_err_nomem)
 		free(c->err);
 	free(c->alpn_accept);
+	tz_keylog_free(c);
 	free(c);
 }
 
@@ -982,6 +1048,7 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 
 	c->app_written = c->out_len = c->plain_len = 0;
 	c->state &= ~(TZ_PLAIN_MORE | TZ_OUT_MORE | TZ_IN_PENDING);
+	tz_keylog_reset(c); /* the last pump's lines were copied out after it */
 	/* A pump with new input (a frame) starts new counts; one without (the caller coming back
 	 * for more room, a write) goes on with those of the input it is still working through. */
 	if (in_len > 0) {
@@ -1110,6 +1177,8 @@ size_t tz_bio_storage(tz_conn *c)
 void tz_trim(tz_conn *c)
 {
 	BIO *nb;
+
+	tz_keylog_free(c); /* its lines were copied out after the pump that gathered them */
 
 	if (!c->in_eof && (nb = tz_fresh_bio(c->rbio)) != NULL) {
 		SSL_set0_rbio(c->ssl, nb); /* frees the old one */

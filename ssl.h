@@ -77,6 +77,8 @@ typedef struct tz_ctx_cfg {
 	                             handshake whose client offers ALPN but none of them (see
 	                             tz_conn_new for the protocols of a connection's own).
 	                             Copied: the context owns its copy. */
+	int keylog;               /* 1: gather each connection's secrets in NSS key-log format
+	                             (tz_conn.keylog), for Config.KeyLogWriter */
 } tz_ctx_cfg;
 
 typedef struct tz_ctx tz_ctx;
@@ -142,7 +144,21 @@ typedef struct tz_conn {
 	size_t alpn_accept_len;
 	int alpn_strict;          /* the context has protocols of its own: a client that offers
 	                             ALPN but none of alpn_accept fails (no_application_protocol) */
+	/* The key log (tz_ctx_cfg.keylog): the NSS key-log lines OpenSSL's keylog callback gave
+	 * during the last pump, each ending in '\n'; keylog_len is 0 when none. OpenSSL calls a
+	 * C callback (tz_keylog_cb) that appends here; nothing calls into Go. The Go side copies
+	 * the lines out after each tz_pump; the next pump starts an empty buffer. At most
+	 * TZ_KEYLOG_MAX bytes: lines past it are dropped and counted. Owned by the connection
+	 * (tz_trim and tz_conn_free free it), wiped before it is let go. */
+	char *keylog;
+	size_t keylog_len;
+	size_t keylog_cap;
+	unsigned long keylog_dropped; /* lines dropped over the connection's life, never reset */
 } tz_conn;
+
+/* The most key-log bytes one pump gathers: a handshake gives at most five lines of under 200
+ * bytes (TLS 1.3), one (TLS 1.2). */
+#define TZ_KEYLOG_MAX 4096
 
 /* Bytes the C heap has in use (glibc's mallinfo2: arenas and mmapped blocks), -1 where the C
  * library cannot tell. For the leak tests. */
@@ -176,7 +192,8 @@ int tz_pump(tz_conn *c, const unsigned char *in, size_t in_len, const unsigned c
 
 /* Lets an idle connection's memory BIOs go when they hold more storage than a small message
  * needs (a memory BIO keeps the storage of the largest chunk it held); fresh, empty ones take
- * their place. Nothing is lost: only drained BIOs are swapped. */
+ * their place. Nothing is lost: only drained BIOs are swapped. The key-log buffer goes too
+ * (the Go side copies its lines out after every pump). */
 void tz_trim(tz_conn *c);
 /* The storage both memory BIOs hold, in bytes (for the tests). */
 size_t tz_bio_storage(tz_conn *c);

@@ -38,6 +38,7 @@ type Engine struct {
 	cleanup runtime.Cleanup
 	role    Role
 	debug   io.Writer
+	keyLog  io.Writer // Config.KeyLogWriter
 
 	out   bio.Buffer // ciphertext for ZeroMQ, drained from the write BIO
 	plain bio.Buffer // plaintext for the application, from SSL_read
@@ -48,6 +49,9 @@ type Engine struct {
 	err       error
 	closed    bool
 	peerCerts []*x509.Certificate
+
+	keyLogLines   []byte // the key-log lines of the current call, copied out of C
+	keyLogDropped uint64 // the lines C has dropped that the writer was told of
 }
 
 // Room the pump offers for output beyond what the input can produce: a handshake flight, the
@@ -112,7 +116,7 @@ func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine
 		return nil, newError(&cerr)
 	}
 	liveConns.Add(1)
-	e := &Engine{ctx: ctx.h, c: c, role: role, debug: ctx.cfg.Debug}
+	e := &Engine{ctx: ctx.h, c: c, role: role, debug: ctx.cfg.Debug, keyLog: ctx.cfg.KeyLogWriter}
 	e.cleanup = runtime.AddCleanup(e, freeConn, connHandle{c, ctx.h})
 	return e, nil
 }
@@ -498,6 +502,9 @@ func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed 
 		if e.debug != nil {
 			e.trace(len(in), len(app), aw, ol)
 		}
+		if c.keylog_len > 0 { // copied now: the next tz_pump starts the buffer again
+			e.keyLogLines = append(e.keyLogLines, unsafe.Slice((*byte)(unsafe.Pointer(c.keylog)), int(c.keylog_len))...)
+		}
 		written += aw
 		app = app[aw:]
 		in, flags = nil, flags&C.TZ_IN_EOF
@@ -513,11 +520,28 @@ func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed 
 		}
 		e.err = ce
 	}
+	if e.keyLog != nil && (len(e.keyLogLines) > 0 || uint64(e.c.keylog_dropped) != e.keyLogDropped) {
+		e.writeKeyLog()
+	}
 	// Storage borrowed for output that did not come goes back to the pool at once.
 	e.out.Trim()
 	e.plain.Trim()
 	runtime.KeepAlive(e)
 	return written, placed
+}
+
+// writeKeyLog hands the key-log lines of the current call to Config.KeyLogWriter, with a
+// comment line after them when C dropped lines, and wipes Go's copy. The writer's error is
+// ignored: a key log never fails a session.
+func (e *Engine) writeKeyLog() {
+	if dropped := uint64(e.c.keylog_dropped); dropped != e.keyLogDropped {
+		e.keyLogLines = fmt.Appendf(e.keyLogLines, "# tlszmq: %d key log lines dropped: more than %d bytes of them in one call\n",
+			dropped-e.keyLogDropped, C.TZ_KEYLOG_MAX)
+		e.keyLogDropped = dropped
+	}
+	_, _ = e.keyLog.Write(e.keyLogLines)
+	clear(e.keyLogLines)
+	e.keyLogLines = nil // a handshake writes once or twice; the engine keeps no storage for it
 }
 
 // trace writes the seed's DEBUG lines for one pump.

@@ -268,6 +268,7 @@ func (w *worker) established(sess *session) {
 	sess.peer.Verified = st.Verified
 	sess.peer.Version = st.Version
 	sess.peer.CipherSuite = st.CipherSuite
+	sess.peer.DidResume = st.DidResume
 	w.s.stats.handshakesDone.Add(1)
 	w.post(event{kind: eventEstablished, sess: sess})
 }
@@ -384,6 +385,7 @@ func (w *worker) write(sess *session, reply [][]byte) error {
 	var err error
 	if w.scratch, sent, err = sess.codec.write(sess.e, w.scratch, reply); sent {
 		w.s.stats.messagesOut.Add(1) // the raw format sends nothing for an empty message
+		sess.msgsOut.Add(1)
 	}
 	return err
 }
@@ -395,6 +397,7 @@ func (w *worker) flush(sess *session, last bool) {
 	sess.owed = false
 	out := sess.e.takeData()
 	w.s.stats.bytesOut.Add(int64(len(out)))
+	sess.bytesOut.Add(int64(len(out)))
 	w.post(event{kind: eventSend, sess: sess, payload: out, last: last})
 }
 
@@ -442,6 +445,7 @@ func (s *Server) handle(sess *session, msgs [][][]byte) {
 // callHandler runs the handler on one message, with the session's context.
 func (s *Server) callHandler(sess *session, msg [][]byte) ([][]byte, error) {
 	s.stats.messagesIn.Add(1)
+	sess.msgsIn.Add(1)
 	ctx := sess.ctx
 	if s.opts.HandlerTimeout > 0 {
 		var cancel context.CancelFunc

@@ -176,7 +176,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 			defer metricsrv.Serve(metricsLn, d.Server(), log)()
 			served = ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
 		}
-		fmt.Fprintf(stderr, "tlsdevice: TLS clients at %s, plaintext workers at %s%s\n", *frontend, *backend, served)
+		front, back := d.Endpoints()
+		cli.Startup(stderr, "tlsdevice", fmt.Sprintf("TLS clients at %s, plaintext workers at %s%s", front, back, served), cfg)
 		return d.Run(ctx)
 	case "originate":
 		cfg, err := tf.ClientConfig(cli.EndpointHost(*upstream), stderr)

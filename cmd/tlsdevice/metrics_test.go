@@ -53,7 +53,7 @@ func TestMetricsTerminate(t *testing.T) {
 	stderr := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, &stdout, stderr) }()
-	startup := regexp.MustCompile(`tlsdevice: TLS clients at ipc://\S+, plaintext workers at ipc://\S+, metrics at (http://127\.0\.0\.1:\d+/metrics)\n`)
+	startup := regexp.MustCompile(`tlsdevice: TLS clients at ipc://\S+, plaintext workers at ipc://\S+, metrics at (http://127\.0\.0\.1:\d+/metrics); `)
 	var url string
 	for deadline := time.Now().Add(5 * time.Second); url == ""; time.Sleep(10 * time.Millisecond) {
 		if m := startup.FindStringSubmatch(stderr.String()); m != nil {

@@ -116,8 +116,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
+	what := "serving " + srv.Endpoint()
 	if metricsLn != nil {
 		defer metricsrv.Serve(metricsLn, srv, log)()
+		what += ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
 	}
+	cli.Startup(stderr, "tlsserver", what, cfg)
 	return srv.Serve(ctx)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tlszmq/tlszmq"
 )
@@ -99,8 +100,21 @@ func (f *TLSFlags) ClientConfig(host string, stderr io.Writer) (*tlszmq.Config, 
 
 // Config builds the tlszmq.Config the flags describe, checking that the files exist. host is
 // the endpoint's host, the client's default server name. Warnings about weakened security go
-// to stderr.
+// to stderr. When $SSLKEYLOGFILE names a file (KeyLogEnv), the sessions' secrets are appended
+// to it (Config.KeyLogWriter), with a warning; with -fips that is a usage error.
 func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error) {
+	cfg, err := f.config(host, stderr)
+	if err == nil {
+		err = f.keyLog(cfg, stderr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// config is Config without the key log.
+func (f *TLSFlags) config(host string, stderr io.Writer) (*tlszmq.Config, error) {
 	cfg := &tlszmq.Config{
 		CertFile: f.cert, KeyFile: f.key, CAFile: f.ca, CADir: f.caDir,
 		CipherList: f.ciphers, CipherSuites: f.suites, Groups: f.groups,
@@ -188,6 +202,59 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 		cfg.Logger = slog.New(slog.DiscardHandler) // the line above says it, for the command's user
 	}
 	return cfg, nil
+}
+
+// KeyLogEnv names the environment variable that names a key log, as for curl, Firefox and
+// Chrome: the commands that are TLS endpoints (tlsserver, tlsclient, tlsdevice) append their
+// sessions' secrets to that file in NSS key-log format (Config.KeyLogWriter), for Wireshark or
+// tshark to decrypt a capture with.
+const KeyLogEnv = "SSLKEYLOGFILE"
+
+// keyLog sets cfg.KeyLogWriter when $SSLKEYLOGFILE names a file, and says so on stderr; with
+// -fips it refuses, FIPS mode forbids exporting the secrets. The file is created (mode 0600)
+// or appended to.
+func (f *TLSFlags) keyLog(cfg *tlszmq.Config, stderr io.Writer) error {
+	path := os.Getenv(KeyLogEnv)
+	if path == "" {
+		return nil
+	}
+	if f.fips {
+		return Usagef("$%s=%s and -fips: a key log exports the session secrets, which FIPS mode forbids "+
+			"(unset %s, or leave -fips out)", KeyLogEnv, printable(path), KeyLogEnv)
+	}
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return Usagef("$%s=%s: %v", KeyLogEnv, printable(path), pathErr(err))
+	}
+	file.Close()
+	cfg.KeyLogWriter = &keyLogFile{path: path}
+	fmt.Fprintf(stderr, "%s: warning: writing TLS secrets to $%s=%s: anyone who reads it can decrypt the traffic\n",
+		f.fs.Name(), KeyLogEnv, printable(path))
+	return nil
+}
+
+// keyLogFile appends each Write to the file at path, opening and closing it every time: a
+// handshake writes once or twice, and the command holds no file that it would have to close at
+// exit. Each Write is one write(2) in append mode, so the lines of several sessions, or of
+// several processes given the same $SSLKEYLOGFILE, never interleave within a line.
+type keyLogFile struct {
+	mu   sync.Mutex
+	path string
+}
+
+// Write appends p to the file; it is safe for concurrent use.
+func (k *keyLogFile) Write(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	file, err := os.OpenFile(k.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := file.Write(p)
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
 }
 
 // needCertAndKey returns a usage error naming the certificate or key file that cannot be read;

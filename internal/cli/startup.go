@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/tlszmq/tlszmq"
+)
+
+// expiryWarning is how close to its expiry a served certificate earns a warning at start-up.
+const expiryWarning = 30 * 24 * time.Hour
+
+// Startup is the start-up line of a command that serves TLS (tlsserver, tlsdevice in
+// terminate mode), on stderr: what it listens on, its TLS versions, FIPS on or off, and the
+// subject and expiry of its certificate; then a warning line if the certificate expires
+// within 30 days (or has expired). what is the command's own description of its endpoints.
+func Startup(stderr io.Writer, name, what string, cfg *tlszmq.Config) {
+	fips := "off"
+	if cfg.FIPS {
+		fips = "on"
+	}
+	line := fmt.Sprintf("%s: %s; %s; FIPS %s", name, what, versions(cfg), fips)
+	cert, err := servedCertificate(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s; certificate: %v\n", line, err)
+		return
+	}
+	fmt.Fprintf(stderr, "%s; certificate %s, expires %s\n", line, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly))
+	switch left := time.Until(cert.NotAfter); {
+	case left <= 0:
+		fmt.Fprintf(stderr, "%s: warning: the certificate %s expired on %s\n", name, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly))
+	case left < expiryWarning:
+		fmt.Fprintf(stderr, "%s: warning: the certificate %s expires in %d days (%s)\n", name, cert.Subject,
+			int(left.Hours()/24), cert.NotAfter.UTC().Format(time.DateOnly))
+	}
+}
+
+// versions names the TLS versions a configuration allows.
+func versions(cfg *tlszmq.Config) string {
+	lo, hi := cfg.MinVersion, cfg.MaxVersion
+	if lo == 0 {
+		lo = tlszmq.VersionTLS12
+	}
+	if hi == 0 {
+		hi = tlszmq.VersionTLS13
+	}
+	if lo == hi {
+		return tlszmq.VersionName(lo)
+	}
+	return tlszmq.VersionName(lo) + " to " + tlszmq.VersionName(hi)
+}
+
+// servedCertificate parses the leaf certificate a configuration serves.
+func servedCertificate(cfg *tlszmq.Config) (*x509.Certificate, error) {
+	data := cfg.CertPEM
+	if cfg.CertFile != "" {
+		var err error
+		if data, err = os.ReadFile(cfg.CertFile); err != nil {
+			return nil, err
+		}
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
