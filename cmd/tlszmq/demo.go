@@ -60,7 +60,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(out, "server Received: %s\n", req)
 		fmt.Fprintln(out, "server sending data - [Got it!]")
 		return []byte("Got it!\x00"), nil
-	}), &tlszmq.ServerOptions{Logger: slog.New(slog.NewTextHandler(cli.Prefixed(stderr, "tlszmq demo"), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	}), &tlszmq.ServerOptions{Logger: slog.New(slog.NewTextHandler(cli.Prefixed(stderr, "tlszmq demo"), &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		return err
 	}
