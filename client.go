@@ -239,7 +239,7 @@ func (c *Client) open() error {
 	o := c.opts
 	name := o.ServerName
 	if name == "" {
-		name = c.ctx.cfg.ServerName
+		name = c.ctx.config().ServerName
 	}
 	if name == "" && !o.Bind {
 		name = endpointHost(c.endpoint)

@@ -108,6 +108,28 @@ type Config struct {
 	CAFile, CADir string
 	CAPEM         []byte
 
+	// CRLFile (PEM, one or more CRLs) and CRLDir (an OpenSSL hashed directory, whose CRLs are
+	// the files named <hash>.r0, <hash>.r1, ..., as `openssl rehash` names them) turn
+	// revocation checking on: a peer whose certificate a CRL lists is refused with "certificate
+	// revoked" (X509_V_ERR_CERT_REVOKED, 23, in a CertificateVerificationError; the alert
+	// certificate_revoked). They are for a server that verifies clients (ClientAuth) and a
+	// client that verifies servers; set elsewhere, they are refused. Without either, nothing
+	// is checked for revocation.
+	//
+	// The whole chain is checked (OpenSSL's X509_V_FLAG_CRL_CHECK_ALL), so that a revoked
+	// intermediate CA is refused too: every CA in the peer's chain, the root included, needs
+	// its CRL here (one CRL from a root that issued the peer's certificate itself covers
+	// both). A chain with a certificate whose issuer has no CRL here is refused with "unable
+	// to get certificate CRL" (3), as nginx's ssl_crl does.
+	//
+	// The CRLs are read when the Context is made (or reloaded: CRLDir too, unlike CADir,
+	// which OpenSSL reads on demand). A file that cannot be read, holds no CRL, holds a CRL
+	// past its next update or not valid yet, is refused then, the error naming it; other
+	// files in CRLDir are ignored. A CRL's signature is checked when a handshake uses it. A
+	// CRL that expires while the Context is in use makes the handshakes it applies to fail
+	// with "CRL has expired" (12): load the new one with [Context.Reload].
+	CRLFile, CRLDir string
+
 	// ServerName is sent as SNI by clients and checked against the server's certificate
 	// (DNS names, or an IP address, which is checked but not sent). A wildcard matches a
 	// whole left-most label only: "*.example.com" matches "www.example.com", "w*.example.com"
@@ -184,11 +206,16 @@ type Config struct {
 	// A session resumes only on a server with the same verification policy as the one that
 	// made it: the session id context is a hash of ClientAuth, the CA certificates (the bytes
 	// of CAFile and CAPEM, the names and bytes of the files in CADir when the Context is
-	// made), MinVersion, MaxVersion and SecurityLevel. So a ticket issued where clients need
+	// made), the CRLs (CRLFile's bytes, CRLDir's files' names and bytes), MinVersion,
+	// MaxVersion and SecurityLevel. So a ticket issued where clients need
 	// no certificate never lets a client skip the certificate where one is required, even
 	// with the same key. Changing any of these, rotating the CAs included, changes the
 	// context: sessions made before stop resuming (their clients make a full handshake,
-	// verified under the new policy). That is the intent.
+	// verified under the new policy). That is the intent. A CRL that changes does the same,
+	// so that a client revoked since its session began cannot resume it.
+	//
+	// Context.Reload keeps the ticket key of the context it replaces (this one, or OpenSSL's
+	// random one) unless the new Config sets one.
 	SessionTicketKey []byte
 
 	// MaxKeyUpdates bounds the TLS 1.3 KeyUpdate messages an engine reads: in one frame (one
@@ -249,6 +276,22 @@ type Config struct {
 	// NewContext refuses a KeyLogWriter with ErrInvalidConfig: a key log exports the session
 	// secrets, which FIPS mode forbids.
 	KeyLogWriter io.Writer
+
+	// VerifyConnection, when set, is called after each handshake, full or resumed, once the
+	// peer's certificate chain has been verified as the Context asks (and when nothing is
+	// verified too, as crypto/tls calls it), with the session's ConnectionState: the peer's
+	// certificates, the version, the cipher, the ALPN protocol. It may refuse the session for
+	// a policy of its own (a pinned key, allowed subjects) by returning an error; the session
+	// then ends before any application data is handed out or sent, and the engine's error
+	// wraps the hook's (errors.Is finds it): a Server ends the session and logs the reason, a
+	// Client's call fails with it.
+	//
+	// It runs in Go, on the goroutine that completes the handshake (a Server's worker: keep
+	// it quick; a Client's caller), after OpenSSL has finished the handshake: so, unlike
+	// crypto/tls, which sends bad_certificate, the peer gets close_notify (OpenSSL has no call
+	// that sends a chosen alert once the handshake is over), and a TLS 1.3 server has already
+	// sent its session tickets; a client that resumes with one meets the hook again.
+	VerifyConnection func(ConnectionState) error
 
 	// Debug, when set, receives the original's trace of bytes through the BIOs from every engine
 	// of the Context: "DEBUG: 95 written to BIO", "DEBUG: 627 read from BIO",
@@ -340,6 +383,14 @@ func (c *Config) check(role Role) error {
 	}
 	if role == RoleServer && c.ClientAuth != NoClientCert && c.CAFile == "" && c.CADir == "" && c.CAPEM == nil {
 		return bad("ClientAuth %v needs CAFile, CADir or CAPEM to verify client certificates against", c.ClientAuth)
+	}
+	if c.CRLFile != "" || c.CRLDir != "" {
+		switch {
+		case role == RoleServer && c.ClientAuth == NoClientCert:
+			return bad("CRLFile and CRLDir check the certificates of clients, and ClientAuth %v asks for none", c.ClientAuth)
+		case role == RoleClient && c.InsecureSkipVerify:
+			return bad("CRLFile and CRLDir check the server's certificate, and InsecureSkipVerify verifies nothing")
+		}
 	}
 	return nil
 }

@@ -52,20 +52,84 @@ func (r Role) String() string {
 // per program rather than once per connection. Certificates and keys are loaded into it once.
 // A Context is safe for concurrent use; engines made from it keep it alive until they are
 // closed, so Close may be called while engines are still in use.
+//
+// Reload replaces the SSL_CTX with one made from a new Config, for the engines made after it:
+// a Context is a slot that holds its current C context, and each engine holds the C context it
+// was made from until it is closed.
 type Context struct {
 	role    Role
-	cfg     *Config
-	h       *ctxHandle
+	slot    *ctxSlot
 	cleanup runtime.Cleanup
-	closed  atomic.Bool
 }
 
-// ctxHandle owns the C context. It is shared by the Context and its engines and freed when the
-// last of them lets go.
+// ctxSlot holds a Context's current C context, the one new engines are made from. Reload
+// replaces it, Close lets it go. It is apart from the Context so that the Context's cleanup
+// can let go of whichever handle is current then.
+type ctxSlot struct {
+	reload sync.Mutex // one Reload at a time, each from the handle the last one left
+	mu     sync.Mutex // guards h and closed
+	h      *ctxHandle // never nil; after Close, the last handle (for its Config)
+	closed bool       // Close has let h go: no engine is made any more
+}
+
+// acquire returns the current handle and its C context, with a reference that the caller
+// releases.
+func (s *ctxSlot) acquire() (*ctxHandle, *C.tz_ctx, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, errContextClosed
+	}
+	c, err := s.h.acquire()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.h, c, nil
+}
+
+// current returns the current handle, for its Config.
+func (s *ctxSlot) current() *ctxHandle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.h
+}
+
+// swap makes h the current handle and lets the old one go: it is freed once the last engine
+// made from it is closed. A closed slot refuses h, and lets it go.
+func (s *ctxSlot) swap(h *ctxHandle) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		h.release()
+		return errContextClosed
+	}
+	old := s.h
+	s.h = h
+	s.mu.Unlock()
+	old.release()
+	return nil
+}
+
+// close lets the current handle go; it is idempotent.
+func (s *ctxSlot) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	h := s.h
+	s.mu.Unlock()
+	h.release()
+}
+
+// ctxHandle owns one C context. It is shared by the Context (while it is the current one) and
+// the engines made from it, and freed when the last of them lets go.
 type ctxHandle struct {
 	mu   sync.Mutex
 	c    *C.tz_ctx
 	refs int
+	cfg  *Config // the Config c was made from: a copy of the caller's, never changed
 }
 
 func (h *ctxHandle) acquire() (*C.tz_ctx, error) {
@@ -99,11 +163,58 @@ var liveContexts atomic.Int64
 // its certificate, a certificate too weak for the security level, an unknown cipher or group,
 // a FIPS provider that is not there.
 func NewContext(role Role, cfg *Config) (*Context, error) {
-	if cfg == nil {
-		cfg = &Config{}
-	}
 	if role != RoleClient && role != RoleServer {
 		return nil, fmt.Errorf("%w: unknown role %d", ErrInvalidConfig, int(role))
+	}
+	h, err := newHandle(role, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	ctx := &Context{role: role, slot: &ctxSlot{h: h}}
+	ctx.cleanup = runtime.AddCleanup(ctx, (*ctxSlot).close, ctx.slot)
+	return ctx, nil
+}
+
+// Reload loads cfg into a new OpenSSL context for the Context's role and, once everything in
+// it has loaded (the certificate, the key, the CAs, the CRLs), puts it in the old one's
+// place: the engines made from then on use it (a Server's new sessions, a Client's next
+// connection), while the engines made before keep the context they were made from, which is
+// freed when the last of them is closed. Live sessions go on untouched.
+//
+// If anything in cfg fails to load, Reload returns the error, which names the step and the
+// file at fault as NewContext's do, and the Context keeps its configuration. Reload may be
+// called from any goroutine while engines are being made; concurrent Reloads take effect one
+// after the other.
+//
+// A server's session ticket keys are kept across a Reload unless cfg sets SessionTicketKey:
+// tickets issued before it still resume sessions after it, provided the verification policy
+// has not changed (see Config.SessionTicketKey: a new CA, ClientAuth or CRL changes the
+// session id context, and sessions made under the old policy then make a full handshake).
+func (ctx *Context) Reload(cfg *Config) error {
+	s := ctx.slot
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	old, oldC, err := s.acquire() // held while the new context is made: its ticket keys are copied
+	if err != nil {
+		return err
+	}
+	defer old.release()
+	var keysFrom *C.tz_ctx
+	if ctx.role == RoleServer && (cfg == nil || cfg.SessionTicketKey == nil) {
+		keysFrom = oldC
+	}
+	h, err := newHandle(ctx.role, cfg, keysFrom)
+	if err != nil {
+		return err
+	}
+	return s.swap(h)
+}
+
+// newHandle loads cfg into a new C context for role. A server context without a
+// SessionTicketKey of its own takes keysFrom's ticket keys, when keysFrom is not nil.
+func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
+	if cfg == nil {
+		cfg = &Config{}
 	}
 	if errInit != nil {
 		return nil, errInit
@@ -189,10 +300,13 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 	cc.key_password = cstr(cfg.KeyPassword)
 	cc.ca_file = cstr(cfg.CAFile)
 	cc.ca_dir = cstr(cfg.CADir)
+	cc.crl_file = cstr(cfg.CRLFile)
+	cc.crl_dir = cstr(cfg.CRLDir)
 	cc.cert_pem, cc.cert_pem_len = cbytes(cfg.CertPEM)
 	cc.key_pem, cc.key_pem_len = cbytes(cfg.KeyPEM)
 	cc.ca_pem, cc.ca_pem_len = cbytes(cfg.CAPEM)
 	cc.ticket_key, cc.ticket_key_len = cbytes(cfg.SessionTicketKey)
+	cc.ticket_keys_from = keysFrom
 	cc.alpn, cc.alpn_len = cbytes(alpnWire(cfg.NextProtos))
 	if cfg.KeyLogWriter != nil {
 		cc.keylog = 1
@@ -227,9 +341,7 @@ func NewContext(role Role, cfg *Config) (*Context, error) {
 			logger.Warn("tlszmq: this client Context verifies servers' certificate chains but not their names (VerifyChainOnly): whoever holds any certificate from these CAs can read and change the traffic")
 		}
 	}
-	ctx := &Context{role: role, cfg: cfg, h: &ctxHandle{c: c, refs: 1}}
-	ctx.cleanup = runtime.AddCleanup(ctx, (*ctxHandle).release, ctx.h)
-	return ctx, nil
+	return &ctxHandle{c: c, refs: 1, cfg: cfg}, nil
 }
 
 // sessionContext returns a server's session id context: a SHA-256 of its verification
@@ -280,50 +392,79 @@ func sessionContext(cfg *Config) []byte {
 	if cfg.CAPEM != nil {
 		field("CAPEM", cfg.CAPEM)
 	}
+	// The CRLs: a session made before a certificate was revoked must not resume after the
+	// CRL that revokes it is loaded. (Added only when set: the contexts of servers without
+	// CRLs are as before.)
+	if cfg.CRLFile != "" {
+		file("CRLFile", cfg.CRLFile)
+	}
+	if cfg.CRLDir != "" {
+		entries, err := os.ReadDir(cfg.CRLDir)
+		if err != nil {
+			field("CRLDir", []byte("unreadable: "+err.Error()))
+		}
+		for _, ent := range entries {
+			if ent.IsDir() {
+				continue
+			}
+			field("CRLDir file", []byte(ent.Name()))
+			file("CRLDir contents", filepath.Join(cfg.CRLDir, ent.Name()))
+		}
+	}
 	return h.Sum(nil)
 }
 
-// isFIPSStep tells the steps of the FIPS set-up from the rest: they all name FIPS.
-func isFIPSStep(op string) bool { return strings.Contains(strings.ToLower(op), "fips") }
+// isFIPSStep tells the steps of the FIPS set-up from the rest: they all name FIPS. The steps
+// that name a file the Config names are not FIPS steps, whatever the file's path says.
+func isFIPSStep(op string) bool {
+	for _, p := range fileSteps {
+		if strings.HasPrefix(op, p) {
+			return false
+		}
+	}
+	return strings.Contains(strings.ToLower(op), "fips")
+}
+
+// fileSteps are the steps of tz_ctx_new that name the file they read after their text.
+var fileSteps = []string{"loading the certificate file", "loading the private key file", "matching the private key",
+	"loading the CA certificates", "loading the CRL"}
 
 // Role returns the role the Context was made for.
 func (ctx *Context) Role() Role { return ctx.role }
 
-// Config returns a copy of the Config the Context was made from.
-func (ctx *Context) Config() *Config { return ctx.cfg.Clone() }
+// Config returns a copy of the Config the Context was made from, or last reloaded with.
+func (ctx *Context) Config() *Config { return ctx.config().Clone() }
+
+// config returns the current Config, which nobody changes: callers read it, never write.
+func (ctx *Context) config() *Config { return ctx.slot.current().cfg }
 
 // FIPS reports whether the Context runs on OpenSSL's FIPS provider with fips=yes as its
 // default property. It is false after Close.
 func (ctx *Context) FIPS() bool {
-	if ctx.closed.Load() {
-		return false
-	}
-	c, err := ctx.h.acquire()
+	h, c, err := ctx.slot.acquire()
 	if err != nil {
 		return false
 	}
-	defer ctx.h.release()
+	defer h.release()
 	return C.tz_ctx_fips(c) == 1
 }
 
 // options returns the OpenSSL options of the Context's SSL_CTX, for the tests; 0 once the
 // Context is gone (no option is set then).
 func (ctx *Context) options() uint64 {
-	c, err := ctx.h.acquire()
+	h, c, err := ctx.slot.acquire()
 	if err != nil {
 		return 0
 	}
-	defer ctx.h.release()
+	defer h.release()
 	return uint64(C.tz_ctx_options(c))
 }
 
 // Close lets the Context go. Engines made from it keep working until they are closed; no new
-// engine can be made. Close is idempotent.
+// engine can be made, and Reload fails. Close is idempotent.
 func (ctx *Context) Close() error {
-	if ctx.closed.CompareAndSwap(false, true) {
-		ctx.cleanup.Stop()
-		ctx.h.release()
-	}
+	ctx.cleanup.Stop()
+	ctx.slot.close()
 	return nil
 }
 

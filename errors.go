@@ -151,13 +151,14 @@ func (v *CertificateVerificationError) names() string {
 // Error is the error of a failed OpenSSL step. It carries OpenSSL's own reasons, captured in
 // the C call that failed, and, where they apply, the TLS alert and the certificate
 // verification failure, which errors.As finds; errors.Is finds ErrTruncated,
-// ErrFIPSUnavailable, ErrTooManyKeyUpdates and ErrTooManyRecords.
+// ErrFIPSUnavailable, ErrTooManyKeyUpdates, ErrTooManyRecords, and the error with which
+// Config.VerifyConnection refused a session.
 type Error struct {
 	Op      string                        // the step that failed, e.g. "handshake"
 	Reasons []string                      // OpenSSL's reasons, oldest first: "SSL routines: no shared cipher"
 	Alert   *AlertError                   // the alert that ended the session, if any
 	Verify  *CertificateVerificationError // the certificate verification failure, if any
-	kind    error                         // a sentinel such as ErrTruncated, or nil
+	kind    error                         // a sentinel such as ErrTruncated, a hookError, or nil
 }
 
 // Error returns "tlszmq: <op>: <cause> [<OpenSSL reasons>] (<alert>)".
@@ -207,6 +208,20 @@ func (e *Error) Unwrap() []error {
 		errs = append(errs, e.Verify)
 	}
 	return errs
+}
+
+// hookError is the cause of an engine's error when Config.VerifyConnection refused the peer:
+// errors.Is and errors.As find the hook's own error through it.
+type hookError struct{ err error }
+
+func (h hookError) Error() string { return "refused by Config.VerifyConnection: " + h.err.Error() }
+func (h hookError) Unwrap() error { return h.err }
+
+// refusedByHook reports whether err is an engine's error after Config.VerifyConnection
+// refused the peer.
+func refusedByHook(err error) bool {
+	var h hookError
+	return errors.As(err, &h)
 }
 
 // says reports whether one of OpenSSL's reasons contains one of the texts.

@@ -76,7 +76,7 @@ func ExampleNewContext() {
 	fmt.Println(err)
 	ctx.Close()
 	// Output:
-	// tlszmq: loading the certificate file: SSL routines: ee key too small
+	// tlszmq: loading the certificate file testdata/certs/legacy.crt: SSL routines: ee key too small
 	// <nil>
 }
 

@@ -140,7 +140,8 @@ type Counters struct {
 	//     cipher, a malformed message, ...);
 	//   - "alert_received": the peer rejected the server with a TLS alert (the client does
 	//     not trust the server's certificate, ...);
-	//   - "verify": the peer's certificate failed verification (mutual TLS);
+	//   - "verify": the peer's certificate failed verification (mutual TLS), or
+	//     Config.VerifyConnection refused the session;
 	//   - "budget": the peer went past a budget (records, sizes) during the handshake;
 	//   - "evicted": a newer half-open session took its place under MaxHalfOpen;
 	//   - "other": any other error (an answer that could not be sent, ...).
@@ -313,7 +314,8 @@ const (
 )
 
 // NewServer binds (or connects) a ROUTER socket at endpoint with a server Context. Serve runs
-// it.
+// it. Each session's engine is made from ctx when the session's first frame comes: after
+// ctx.Reload, new sessions use the new configuration and live ones keep theirs.
 func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptions) (*Server, error) {
 	if ctx.Role() != RoleServer {
 		return nil, fmt.Errorf("%w: NewServer needs a server Context", ErrInvalidConfig)

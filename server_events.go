@@ -258,7 +258,7 @@ func failCauseOf(err error) failCause {
 		return failOther
 	case isBudget(err):
 		return failBudget
-	case errors.As(err, &verify):
+	case errors.As(err, &verify), refusedByHook(err):
 		return failVerify
 	case errors.As(err, &alert):
 		if alert.Sent {

@@ -8,6 +8,8 @@
  */
 #include "ssl.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #if defined(__GLIBC__)
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/conf.h>
@@ -25,6 +28,7 @@
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 struct tz_ctx {
@@ -115,6 +119,15 @@ static void tz_capture(tz_err *e, const char *where)
 			tz_append(e, &off, ")");
 		}
 	}
+}
+
+/* tz_capture for a step that reads a file: where names it ("loading the CRL file /etc/x.crl"). */
+static void tz_capture_file(tz_err *e, const char *step, const char *path)
+{
+	char where[sizeof e->where];
+
+	snprintf(where, sizeof where, "%s %.400s", step, path);
+	tz_capture(e, where);
 }
 
 static void tz_fail_text(tz_err *e, const char *where, const char *text)
@@ -574,6 +587,166 @@ static int tz_conn_alpn(tz_conn *c, tz_ctx *t, const unsigned char *alpn, size_t
 	return 1;
 }
 
+/* ---- revocation ------------------------------------------------------------------------- */
+
+/* Writes t as "2026-05-01 12:00:00 UTC" into buf. */
+static void tz_time_text(const ASN1_TIME *t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, len, "(unreadable time)");
+}
+
+/* Reads the CRLs of the PEM file path into store: at least one, each within its validity (a
+ * CRL whose nextUpdate is past would fail every handshake it applies to with "CRL has
+ * expired"; one whose lastUpdate is to come, with "CRL is not yet valid"). Blocks of other
+ * kinds (certificates) are skipped. 1 on success; 0 with the reason queued. */
+static int tz_add_crl_file(tz_ctx *t, X509_STORE *store, const char *path)
+{
+	BIO *b = BIO_new_file(path, "r");
+	int n = 0, ok = 0;
+
+	if (b == NULL)
+		return 0;  /* the system's reason is queued, with the path */
+	for (;;) {
+		X509_CRL *crl = X509_CRL_new_ex(t->libctx, NULL);
+		const ASN1_TIME *next, *last;
+		char issuer[256], when[64];
+
+		if (crl == NULL)
+			goto done;
+		if (PEM_read_bio_X509_CRL(b, &crl, NULL, NULL) == NULL) {
+			unsigned long e = ERR_peek_last_error();
+			X509_CRL_free(crl);
+			if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+				ERR_clear_error();  /* the end of the file */
+				if (n == 0)
+					ERR_raise_data(ERR_LIB_PEM, PEM_R_NO_START_LINE,
+					               "no CRL (-----BEGIN X509 CRL-----) in %s", path);
+				else
+					ok = 1;
+			}
+			goto done;
+		}
+		X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof issuer);
+		next = X509_CRL_get0_nextUpdate(crl);
+		last = X509_CRL_get0_lastUpdate(crl);
+		if (next != NULL && X509_cmp_current_time(next) < 0) {
+			tz_time_text(next, when, sizeof when);
+			ERR_raise_data(ERR_LIB_X509, X509_R_CRL_VERIFY_FAILURE,
+			               "the CRL of %s in %s has expired: its next update was due %s", issuer, path, when);
+			X509_CRL_free(crl);
+			goto done;
+		}
+		if (last == NULL || X509_cmp_current_time(last) > 0) {
+			tz_time_text(last, when, sizeof when);
+			ERR_raise_data(ERR_LIB_X509, X509_R_CRL_VERIFY_FAILURE,
+			               "the CRL of %s in %s is not valid yet: it was issued for %s", issuer, path, when);
+			X509_CRL_free(crl);
+			goto done;
+		}
+		if (!X509_STORE_add_crl(store, crl)) {
+			X509_CRL_free(crl);
+			goto done;
+		}
+		X509_CRL_free(crl);  /* the store holds a reference of its own */
+		n++;
+	}
+done:
+	BIO_free(b);
+	return ok;
+}
+
+/* 1 when name is a hashed CRL's: eight hex digits, ".r", then digits ("1a2b3c4d.r0"). */
+static int tz_is_crl_name(const char *name)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		if (!isxdigit((unsigned char)name[i]))
+			return 0;
+	if (name[8] != '.' || name[9] != 'r' || name[10] == '\0')
+		return 0;
+	for (i = 10; name[i] != '\0'; i++)
+		if (!isdigit((unsigned char)name[i]))
+			return 0;
+	return 1;
+}
+
+/* Reads every hashed CRL file of dir (see tz_is_crl_name) into store, at least one. Other
+ * files are left alone: a certificate there is never taken for a CA. 1 on success; 0 with
+ * err filled, naming the file at fault. */
+static int tz_add_crl_dir(tz_ctx *t, X509_STORE *store, const char *dir, tz_err *err)
+{
+	DIR *d;
+	struct dirent *ent;
+	char path[4096], where[sizeof err->where];
+	int n = 0;
+
+	if ((d = opendir(dir)) == NULL) {
+		ERR_raise_data(ERR_LIB_SYS, errno, "opendir(%s)", dir);
+		tz_capture_file(err, "loading the CRL directory", dir);
+		return 0;
+	}
+	while ((ent = readdir(d)) != NULL) {
+		if (!tz_is_crl_name(ent->d_name))
+			continue;
+		if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, ent->d_name) >= sizeof path) {
+			closedir(d);
+			snprintf(where, sizeof where, "loading the CRL directory %.400s", dir);
+			tz_fail_text(err, where, "a file's path is longer than 4095 bytes");
+			return 0;
+		}
+		if (!tz_add_crl_file(t, store, path)) {
+			closedir(d);
+			tz_capture_file(err, "loading the CRL file", path);
+			return 0;
+		}
+		n++;
+	}
+	closedir(d);
+	if (n == 0) {
+		snprintf(where, sizeof where, "loading the CRL directory %.400s", dir);
+		tz_fail_text(err, where, "no CRL in the directory: CRLs there are named <hash>.r0, <hash>.r1, ... "
+		             "(openssl rehash makes these names)");
+		return 0;
+	}
+	return 1;
+}
+
+/* Loads the context's CRLs and turns revocation checking on, for the whole chain. 1 on
+ * success; 0 with err filled. */
+static int tz_load_crls(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(t->ssl_ctx);
+
+	if (cfg->crl_file != NULL && !tz_add_crl_file(t, store, cfg->crl_file)) {
+		tz_capture_file(err, "loading the CRL file", cfg->crl_file);
+		return 0;
+	}
+	if (cfg->crl_dir != NULL && !tz_add_crl_dir(t, store, cfg->crl_dir, err))
+		return 0;
+	/* CRL_CHECK_ALL: an intermediate CA that was revoked is refused too, not only the
+	 * peer's own certificate (nginx's ssl_crl does the same). */
+	if (!X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)) {
+		tz_capture(err, "turning CRL checking on");
+		return 0;
+	}
+	return 1;
+}
+
+/* Gives a new server context the session ticket keys of an old one (name, HMAC and AES keys:
+ * 80 bytes), so that tickets issued before a reload still open after it. */
+static int tz_copy_ticket_keys(SSL_CTX *to, const tz_ctx *from)
+{
+	unsigned char keys[80];
+	int ok = SSL_CTX_get_tlsext_ticket_keys(from->ssl_ctx, keys, sizeof keys) &&
+	         SSL_CTX_set_tlsext_ticket_keys(to, keys, sizeof keys);
+	OPENSSL_cleanse(keys, sizeof keys);
+	return ok;
+}
+
 #define TZ_CHECK(cond, where) do { if (!(cond)) { tz_capture(err, (where)); goto fail; } } while (0)
 
 tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
@@ -633,6 +806,8 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		TZ_CHECK(cfg->ticket_key_len == 80 &&
 		         SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)cfg->ticket_key, (long)cfg->ticket_key_len),
 		         "setting the session ticket key (80 bytes)");
+	else if (cfg->server && cfg->ticket_keys_from != NULL && cfg->ticket_keys_from->server)
+		TZ_CHECK(tz_copy_ticket_keys(ctx, cfg->ticket_keys_from), "keeping the session ticket keys");
 	/* NO_AUTO_CHAIN: a server sends its certificate and the chain of its certificate file,
 	 * never certificates OpenSSL would pick from the CAs it verifies clients against. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
@@ -658,25 +833,48 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 	if (cfg->groups != NULL)
 		TZ_CHECK(SSL_CTX_set1_groups_list(ctx, cfg->groups), "setting the key exchange groups");
 
-	if (cfg->cert_file != NULL)
-		TZ_CHECK(SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file), "loading the certificate file");
-	else if (cfg->cert_pem != NULL)
+	/* The steps that read files name them: OpenSSL's reasons do only when a file cannot be
+	 * opened, not when it holds the wrong thing. */
+	if (cfg->cert_file != NULL) {
+		if (!SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file)) {
+			tz_capture_file(err, "loading the certificate file", cfg->cert_file);
+			goto fail;
+		}
+	} else if (cfg->cert_pem != NULL)
 		TZ_CHECK(tz_use_cert_pem(t, cfg->cert_pem, cfg->cert_pem_len), "loading the certificate PEM");
 	/* The password callback stays (no prompt ever); its pointer to the password does not. */
 	SSL_CTX_set_default_passwd_cb(ctx, tz_passwd_cb);
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)cfg->key_password);
-	if (cfg->key_file != NULL)
-		TZ_CHECK(SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM), "loading the private key file");
-	else if (cfg->key_pem != NULL)
+	if (cfg->key_file != NULL) {
+		if (!SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM)) {
+			/* "key values mismatch" comes from here: the key is checked against the
+			 * certificate as it loads. */
+			char step[sizeof err->where];
+			snprintf(step, sizeof step, "loading the private key file %.200s (for the certificate %.200s)",
+			         cfg->key_file, cfg->cert_file ? cfg->cert_file : "PEM");
+			tz_capture(err, step);
+			SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+			goto fail;
+		}
+	} else if (cfg->key_pem != NULL)
 		TZ_CHECK(tz_use_key_pem(t, cfg->key_pem, cfg->key_pem_len, cfg->key_password), "loading the private key PEM");
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
-	if ((cfg->cert_file || cfg->cert_pem) && (cfg->key_file || cfg->key_pem))
-		TZ_CHECK(SSL_CTX_check_private_key(ctx), "matching the private key to the certificate");
+	if ((cfg->cert_file || cfg->cert_pem) && (cfg->key_file || cfg->key_pem) && !SSL_CTX_check_private_key(ctx)) {
+		char where[sizeof err->where];
+		snprintf(where, sizeof where, "matching the private key %.200s to the certificate %.200s",
+		         cfg->key_file ? cfg->key_file : "(PEM)", cfg->cert_file ? cfg->cert_file : "(PEM)");
+		tz_capture(err, where);
+		goto fail;
+	}
 
-	if (cfg->ca_file != NULL || cfg->ca_dir != NULL)
-		TZ_CHECK(SSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir), "loading the CA certificates");
+	if ((cfg->ca_file != NULL || cfg->ca_dir != NULL) && !SSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir)) {
+		tz_capture_file(err, "loading the CA certificates", cfg->ca_file ? cfg->ca_file : cfg->ca_dir);
+		goto fail;
+	}
 	if (cfg->ca_pem != NULL)
 		TZ_CHECK(tz_add_ca_pem(t, cfg->ca_pem, cfg->ca_pem_len), "loading the CA PEM");
+	if ((cfg->crl_file != NULL || cfg->crl_dir != NULL) && !tz_load_crls(t, cfg, err))
+		goto fail;
 	if (cfg->server) {
 		int mode = SSL_VERIFY_NONE;
 		if (cfg->verify >= 1)

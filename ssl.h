@@ -26,7 +26,8 @@ typedef struct tz_err {
 	int lib;                  /* ERR_GET_LIB() of the first queued error */
 	long verify_result;       /* X509_V_OK or the certificate verification failure */
 	const char *verify_text;  /* X509_verify_cert_error_string(verify_result), static */
-	char where[128];          /* the step that failed, e.g. "loading the certificate file" */
+	char where[512];          /* the step that failed, e.g. "loading the certificate file",
+	                             with the file it names where that helps */
 	char text[TZ_ERR_TEXT];   /* OpenSSL's reasons, oldest first, one a line */
 	int cause;                /* TZ_CAUSE_* when the shim itself failed the connection, else 0 */
 } tz_err;
@@ -38,6 +39,8 @@ typedef struct tz_err {
 /* The plaintext a full record carries: the records-per-pump budget grows by one for each
  * TZ_FULL_RECORD bytes of a pump's input, so that frames of full records never reach it. */
 #define TZ_FULL_RECORD 16384
+
+typedef struct tz_ctx tz_ctx;
 
 /* Everything a context is made of, in one call. Strings may be NULL; PEM blocks have lengths. */
 typedef struct tz_ctx_cfg {
@@ -79,9 +82,18 @@ typedef struct tz_ctx_cfg {
 	                             Copied: the context owns its copy. */
 	int keylog;               /* 1: gather each connection's secrets in NSS key-log format
 	                             (tz_conn.keylog), for Config.KeyLogWriter */
+	/* Revocation: CRLs are read when the context is made, and with one or more of them the
+	 * peer's whole chain is checked (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL):
+	 * every CA in it, the root included, needs its CRL. A CRL that has expired (its
+	 * nextUpdate is past) or is not valid yet is refused here, naming its file. */
+	const char *crl_file;     /* PEM, one or more CRLs; NULL: none */
+	const char *crl_dir;      /* an OpenSSL hashed directory: its files named <hash>.rN (as
+	                             `openssl rehash` names CRLs) are read now, not on demand as
+	                             ca_dir's certificates are; NULL: none */
+	/* A server context whose cfg has no ticket_key takes the session ticket keys of this one
+	 * (a reload keeps them, so that sessions resume across it); NULL: OpenSSL's random keys. */
+	const tz_ctx *ticket_keys_from;
 } tz_ctx_cfg;
-
-typedef struct tz_ctx tz_ctx;
 
 /* Pump flags in (tz_pump's flags argument). */
 #define TZ_IN_EOF    0x01  /* the transport has ended: no more bytes will come */

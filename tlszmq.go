@@ -38,7 +38,8 @@ type Engine struct {
 	cleanup runtime.Cleanup
 	role    Role
 	debug   io.Writer
-	keyLog  io.Writer // Config.KeyLogWriter
+	keyLog  io.Writer                   // Config.KeyLogWriter
+	verify  func(ConnectionState) error // Config.VerifyConnection, run once the handshake is done
 
 	out   bio.Buffer // ciphertext for ZeroMQ, drained from the write BIO
 	plain bio.Buffer // plaintext for the application, from SSL_read
@@ -67,12 +68,16 @@ const (
 // that verifies the server needs Config.ServerName to check the server's certificate against
 // (or Config.VerifyChainOnly): without it NewClientEngine fails with ErrNoServerName.
 func NewClientEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleClient, ctx.cfg.ServerName, nil)
+	return newEngine(ctx, RoleClient, "", nil) // "": the Context's Config.ServerName
 }
 
 // checksName reports whether a client Context's engines check the server's name.
-func (ctx *Context) checksName() bool {
-	return ctx.role == RoleClient && !ctx.cfg.InsecureSkipVerify && !ctx.cfg.VerifyChainOnly
+func (ctx *Context) checksName() bool { return checksName(ctx.role, ctx.config()) }
+
+// checksName reports whether the client engines of a Context made from cfg check the server's
+// name.
+func checksName(role Role, cfg *Config) bool {
+	return role == RoleClient && !cfg.InsecureSkipVerify && !cfg.VerifyChainOnly
 }
 
 // NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
@@ -84,21 +89,25 @@ func NewServerEngine(ctx *Context) (*Engine, error) {
 // newEngine makes an engine. alpn lists ALPN protocols of the engine's own in the wire format
 // (alpnWire), preferred before the Context's NextProtos: a client offers them first, a server
 // selects them first; a client that offers none of a server's own protocols is not refused
-// for it (see tz_conn_new). nil for none. C copies it during the call.
+// for it (see tz_conn_new). nil for none. C copies it during the call. A client engine without
+// a serverName takes the Config.ServerName of the C context it is made from: the Context's
+// current one (see Context.Reload), which the engine keeps.
 func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine, error) {
 	if ctx.role != role {
 		return nil, fmt.Errorf("%w: a %v engine needs a %v Context, not a %v one", ErrInvalidConfig, role, role, ctx.role)
 	}
-	if ctx.closed.Load() {
-		return nil, errContextClosed
-	}
-	if serverName == "" && ctx.checksName() {
-		return nil, fmt.Errorf("%w: set Config.ServerName (the name in the server's certificate); "+
-			"Config.VerifyChainOnly checks the chain alone, which is dangerous", ErrNoServerName)
-	}
-	cctx, err := ctx.h.acquire()
+	h, cctx, err := ctx.slot.acquire()
 	if err != nil {
 		return nil, err
+	}
+	cfg := h.cfg
+	if serverName == "" && role == RoleClient {
+		serverName = cfg.ServerName
+	}
+	if serverName == "" && checksName(role, cfg) {
+		h.release()
+		return nil, fmt.Errorf("%w: set Config.ServerName (the name in the server's certificate); "+
+			"Config.VerifyChainOnly checks the chain alone, which is dangerous", ErrNoServerName)
 	}
 	var name *C.char
 	if serverName != "" {
@@ -106,18 +115,18 @@ func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine
 		defer C.free(unsafe.Pointer(name))
 	}
 	verifyName := C.int(0)
-	if ctx.checksName() {
+	if checksName(role, cfg) {
 		verifyName = 1
 	}
 	var cerr C.tz_err
 	c := C.tz_conn_new(cctx, name, verifyName, bytesPtr(alpn), C.size_t(len(alpn)), &cerr)
 	if c == nil {
-		ctx.h.release()
+		h.release()
 		return nil, newError(&cerr)
 	}
 	liveConns.Add(1)
-	e := &Engine{ctx: ctx.h, c: c, role: role, debug: ctx.cfg.Debug, keyLog: ctx.cfg.KeyLogWriter}
-	e.cleanup = runtime.AddCleanup(e, freeConn, connHandle{c, ctx.h})
+	e := &Engine{ctx: h, c: c, role: role, debug: cfg.Debug, keyLog: cfg.KeyLogWriter, verify: cfg.VerifyConnection}
+	e.cleanup = runtime.AddCleanup(e, freeConn, connHandle{c, h})
 	return e, nil
 }
 
@@ -465,9 +474,19 @@ func (e *Engine) putDataInPlace(frame []byte) ([]byte, error) {
 	return frame[:placed], e.err
 }
 
-// pumpQueued runs the pump with the application data that waits in e.app.
+// pumpQueued runs the pump with the application data that waits in e.app. With
+// Config.VerifyConnection, data written before the handshake has finished waits for the hook
+// to pass the peer: a second pump sends it, after the one that finished the handshake.
 func (e *Engine) pumpQueued(in []byte, flags C.int) {
-	written, _ := e.pump(in, e.app.Bytes(), flags, nil)
+	app := e.app.Bytes()
+	held := e.verify != nil && e.state&C.TZ_HANDSHAKE_DONE == 0 && len(app) > 0
+	if held {
+		app = nil
+	}
+	written, _ := e.pump(in, app, flags, nil)
+	if held && e.err == nil && e.state&C.TZ_HANDSHAKE_DONE != 0 {
+		written, _ = e.pump(nil, e.app.Bytes(), flags&C.TZ_IN_EOF, nil)
+	}
 	e.app.Discard(written)
 	if e.err != nil {
 		e.app.Release()
@@ -479,6 +498,7 @@ func (e *Engine) pumpQueued(in []byte, flags C.int) {
 // e.plain; with dst, the first call's plaintext goes to dst instead (in may be dst: see
 // tz_pump) and placed says how much, and only what did not fit there goes to e.plain.
 func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed int) {
+	wasDone := e.state&C.TZ_HANDSHAKE_DONE != 0
 	outRoom := flightRoom + len(app) + (len(app)/maxRecord+1)*recordRoom
 	plainRoom := len(in) + maxRecord + recordRoom
 	for {
@@ -523,11 +543,29 @@ func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed 
 	if e.keyLog != nil && (len(e.keyLogLines) > 0 || uint64(e.c.keylog_dropped) != e.keyLogDropped) {
 		e.writeKeyLog()
 	}
+	if !wasDone && e.verify != nil && e.err == nil && e.state&C.TZ_HANDSHAKE_DONE != 0 {
+		e.verifyConnection()
+	}
 	// Storage borrowed for output that did not come goes back to the pool at once.
 	e.out.Trim()
 	e.plain.Trim()
 	runtime.KeepAlive(e)
 	return written, placed
+}
+
+// verifyConnection runs Config.VerifyConnection at the end of the pump that finished the
+// handshake, before anything of the session reaches the application. If the hook refuses the
+// peer, what that pump read is dropped, close_notify is queued for the peer (OpenSSL has no
+// call that sends bad_certificate, as crypto/tls does, once the handshake is over: an alert
+// is only sent by OpenSSL's own checks), and the hook's error becomes the sticky error.
+func (e *Engine) verifyConnection() {
+	err := e.verify(e.ConnectionState())
+	if err == nil {
+		return
+	}
+	e.plain.Release()
+	e.pump(nil, nil, C.TZ_SHUTDOWN, nil)
+	e.err = &Error{Op: "handshake", kind: hookError{err}}
 }
 
 // writeKeyLog hands the key-log lines of the current call to Config.KeyLogWriter, with a

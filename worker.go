@@ -415,7 +415,9 @@ func (w *worker) fail(sess *session, err error) {
 // Frames and results that come for it later are dropped.
 func (w *worker) finish(sess *session, err error) {
 	sess.ended = true
-	failed := sess.e == nil || !sess.e.HandshakeComplete()
+	// A session Config.VerifyConnection refused finished its handshake in OpenSSL's terms,
+	// never in the server's: it failed.
+	failed := sess.e == nil || !sess.e.HandshakeComplete() || refusedByHook(err)
 	if sess.e != nil {
 		sess.e.Close()
 	}

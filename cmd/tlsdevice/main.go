@@ -49,6 +49,12 @@
 // trace go to stderr, each line starting with "tlsdevice: ". SIGINT or SIGTERM stops the
 // device (in terminate mode after close_notify to every client) with exit status 0.
 //
+// In terminate mode SIGHUP reloads the TLS configuration without a restart: the files the
+// flags name (-cert, -key, -ca, -cadir, -crl, -crldir, -ticket-key) are read again, and new
+// handshakes use them while live sessions go on; one log line says "reloaded", with the new
+// certificate's subject and expiry, or "reload refused", with the reason, the old
+// configuration staying. The other modes take SIGHUP as they always did: it stops them.
+//
 // Exit status: 0 when stopped by SIGINT or SIGTERM; 2 for bad use (a bad flag or value, a
 // malformed endpoint, a missing certificate or key); 3 when OpenSSL refuses the certificate,
 // the key or the settings (terminate and originate modes); 1 for any other failure, such as
@@ -148,12 +154,21 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 		fmt.Fprintf(stderr, "tlsdevice: clients at %s, servers at %s\n", *frontend, *backend)
 		return d.Run(ctx)
 	case "terminate":
-		cfg, err := tf.Config("", stderr)
+		// config reads the files the flags name: at start-up, and again on SIGHUP (without
+		// repeating the warnings about the flags).
+		config := func(warnings io.Writer) (*tlszmq.Config, error) {
+			cfg, err := tf.Config("", warnings)
+			if err != nil {
+				return nil, err
+			}
+			if *verbose {
+				cfg.Debug = trace
+			}
+			return cfg, nil
+		}
+		cfg, err := config(stderr)
 		if err != nil {
 			return err
-		}
-		if *verbose {
-			cfg.Debug = trace
 		}
 		tctx, err := tlszmq.NewContext(tlszmq.RoleServer, cfg)
 		if err != nil {
@@ -177,6 +192,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 			served = ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
 		}
 		front, back := d.Endpoints()
+		// SIGHUP reloads from here on: before the start-up line, which says the device is up.
+		defer cli.ReloadOnHangup(ctx, log, tctx, func() (*tlszmq.Config, error) { return config(io.Discard) })()
 		cli.Startup(stderr, "tlsdevice", fmt.Sprintf("TLS clients at %s, plaintext workers at %s%s", front, back, served), cfg)
 		return d.Run(ctx)
 	case "originate":

@@ -8,6 +8,12 @@
 // Run `tlsserver -h` for the flags. SIGINT or SIGTERM sends close_notify to every live session
 // and exits 0. Log lines go to stderr, each starting with "tlsserver: ".
 //
+// SIGHUP reloads the TLS configuration without a restart: the files the flags name (-cert,
+// -key, -ca, -cadir, -crl, -crldir, -ticket-key) are read again, and new handshakes use them
+// while live sessions go on. One log line says "reloaded", with the new certificate's subject
+// and expiry, or "reload refused", with the reason: a file that does not load leaves the old
+// configuration in place. The session ticket key is kept unless -ticket-key names one.
+//
 // -metrics 127.0.0.1:9464 serves the server's Prometheus metrics (package
 // github.com/tlszmq/tlszmq/metrics, with the Go runtime's and the process's) over HTTP at
 // http://127.0.0.1:9464/metrics, from before the first client is served until exit; port 0
@@ -71,14 +77,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	defer func() { err = tf.Explain(err) }()
-	cfg, err := tf.Config("", stderr)
+	// config reads the files the flags name: at start-up, and again on SIGHUP, when the
+	// warnings about the flags, said at start-up, are not repeated.
+	config := func(warnings io.Writer) (*tlszmq.Config, error) {
+		cfg, err := tf.Config("", warnings)
+		if err != nil {
+			return nil, err
+		}
+		if *verbose {
+			cfg.Debug = stdout
+		}
+		cfg.MaxKeyUpdates, cfg.MaxRecordsPerPump = *maxKeyUpdates, *maxRecords
+		return cfg, nil
+	}
+	cfg, err := config(stderr)
 	if err != nil {
 		return err
 	}
-	if *verbose {
-		cfg.Debug = stdout
-	}
-	cfg.MaxKeyUpdates, cfg.MaxRecordsPerPump = *maxKeyUpdates, *maxRecords
 	tctx, err := tlszmq.NewContext(tlszmq.RoleServer, cfg)
 	if err != nil {
 		return err
@@ -121,6 +136,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		defer metricsrv.Serve(metricsLn, srv, log)()
 		what += ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
 	}
+	// SIGHUP reloads from here on: before the start-up line, which says the server is up.
+	defer cli.ReloadOnHangup(ctx, log, tctx, func() (*tlszmq.Config, error) { return config(io.Discard) })()
 	cli.Startup(stderr, "tlsserver", what, cfg)
 	return srv.Serve(ctx)
 }

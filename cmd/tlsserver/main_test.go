@@ -138,7 +138,7 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 		{[]string{"-endpoint", "foo"}, 2, []string{`tlsserver: -endpoint "foo": not a ZeroMQ endpoint: want tcp://host:port, ipc://path or inproc://name`}},
 		{[]string{"-endpoint", "tcp://*:99999"}, 2, []string{"port 99999 is out of range: want 1 to 65535, or * for any free port"}},
 		{[]string{"-endpoint", "ipc://" + filepath.Join(t.TempDir(), "x.ipc"), "-cert", filepath.Join(certs, "legacy.crt"), "-key", filepath.Join(certs, "legacy.key")},
-			3, []string{"tlsserver: tlszmq: loading the certificate file: SSL routines: ee key too small (a legacy certificate: -seclevel 1 accepts"}},
+			3, []string{"tlsserver: tlszmq: loading the certificate file ", "legacy.crt: SSL routines: ee key too small (a legacy certificate: -seclevel 1 accepts"}},
 		{[]string{"-endpoint", "ipc://" + filepath.Join(t.TempDir(), "x.ipc"), "-cert", filepath.Join(certs, "fork-server.crt"), "-key", filepath.Join(certs, "fork-server.key"), "-seclevel", "1"},
 			3, []string{"tlsserver: warning: OpenSSL security level lowered to 1", "ca md too weak (-seclevel 0 accepts"}},
 	} {

@@ -277,6 +277,91 @@ done:
 	return ok;
 }
 
+/* ---- CRLs -------------------------------------------------------------------------------- */
+
+int cg_crl(const unsigned char *issuer_cert, size_t issuer_cert_len,
+           const unsigned char *issuer_key, size_t issuer_key_len,
+           const unsigned char *revoked, const size_t *revoked_len, int n,
+           long last_update, long next_update, long crl_number, cg_buf *crl, cg_err *e)
+{
+	EVP_PKEY *ikey = NULL;
+	X509 *issuer = NULL;
+	X509_CRL *c = NULL;
+	ASN1_TIME *last = NULL, *next = NULL;
+	ASN1_INTEGER *num = NULL;
+	X509_EXTENSION *akid = NULL;
+	X509V3_CTX v3;
+	unsigned char *der = NULL;
+	size_t off = 0;
+	int i, len, ok = 0;
+
+	ERR_clear_error();
+	if (!cg_init(e))
+		return 0;
+	if ((issuer = cg_decode_cert(issuer_cert, issuer_cert_len)) == NULL) {
+		cg_fail(e, "decoding the issuer's certificate");
+		goto done;
+	}
+	if ((ikey = cg_decode_key(issuer_key, issuer_key_len)) == NULL) {
+		cg_fail(e, "decoding the issuer's key");
+		goto done;
+	}
+	if (!X509_check_private_key(issuer, ikey)) {
+		cg_fail(e, "the issuer's key does not match its certificate");
+		goto done;
+	}
+	if ((c = X509_CRL_new()) == NULL || !X509_CRL_set_version(c, X509_CRL_VERSION_2) ||
+	    !X509_CRL_set_issuer_name(c, X509_get_subject_name(issuer)) ||
+	    (last = X509_gmtime_adj(NULL, last_update)) == NULL ||
+	    (next = X509_gmtime_adj(NULL, next_update)) == NULL ||
+	    !X509_CRL_set1_lastUpdate(c, last) || !X509_CRL_set1_nextUpdate(c, next)) {
+		cg_fail(e, "making the CRL");
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
+		X509 *x = cg_decode_cert(revoked + off, revoked_len[i]);
+		X509_REVOKED *r = x != NULL ? X509_REVOKED_new() : NULL;
+		int added = r != NULL && X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(x)) &&
+		            X509_REVOKED_set_revocationDate(r, last) && X509_CRL_add0_revoked(c, r);
+		if (!added)
+			X509_REVOKED_free(r);
+		X509_free(x);
+		if (!added) {
+			cg_fail(e, "adding a revoked certificate");
+			goto done;
+		}
+		off += revoked_len[i];
+	}
+	X509V3_set_ctx(&v3, issuer, NULL, NULL, c, 0);
+	if ((num = ASN1_INTEGER_new()) == NULL || !ASN1_INTEGER_set(num, crl_number) ||
+	    !X509_CRL_add1_ext_i2d(c, NID_crl_number, num, 0, 0) ||
+	    (akid = X509V3_EXT_nconf(NULL, &v3, "authorityKeyIdentifier", "keyid:always")) == NULL ||
+	    !X509_CRL_add_ext(c, akid, -1)) {
+		cg_fail(e, "adding the CRL number and authority key identifier");
+		goto done;
+	}
+	if (!X509_CRL_sort(c) || X509_CRL_sign(c, ikey, EVP_sha256()) <= 0) {
+		cg_fail(e, "signing the CRL");
+		goto done;
+	}
+	if ((len = i2d_X509_CRL(c, &der)) <= 0) {
+		cg_fail(e, "encoding the CRL");
+		goto done;
+	}
+	crl->data = der;
+	crl->len = (size_t)len;
+	ok = 1;
+done:
+	X509_EXTENSION_free(akid);
+	ASN1_INTEGER_free(num);
+	ASN1_TIME_free(last);
+	ASN1_TIME_free(next);
+	X509_CRL_free(c);
+	X509_free(issuer);
+	EVP_PKEY_free(ikey);
+	return ok;
+}
+
 /* ---- PEM --------------------------------------------------------------------------------- */
 
 /* Refuses every passphrase request: an encrypted key fails instead of prompting. */

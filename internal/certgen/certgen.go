@@ -308,6 +308,68 @@ func sign(key *PrivateKey, issuer *Pair, org, cn string, notBefore, notAfter tim
 	return take(&out), nil
 }
 
+// CRLSpec describes a certificate revocation list.
+type CRLSpec struct {
+	// Issuer is the CA whose CRL it is, and signs it.
+	Issuer *Pair
+	// Revoked lists the certificates revoked (by their serial numbers), each as of ThisUpdate.
+	Revoked []*Certificate
+	// ThisUpdate and NextUpdate are offsets from now: when the CRL was issued (0: now) and
+	// when the next one is due (0: in 30 days). A NextUpdate in the past makes a CRL that has
+	// expired.
+	ThisUpdate, NextUpdate time.Duration
+	// Number is the CRL number (crlNumber extension), 0 or more.
+	Number int64
+}
+
+// DefaultCRLValidity is the time to a CRL's next update when its CRLSpec leaves NextUpdate 0.
+const DefaultCRLValidity = 30 * 24 * time.Hour
+
+// CRL makes a version 2 CRL as spec says, signed with SHA-256 by spec.Issuer's key, and
+// returns it as a PEM "X509 CRL" block: the format of `openssl ca -gencrl`, which Config.CRLFile
+// reads.
+func CRL(spec CRLSpec) ([]byte, error) {
+	if spec.Issuer == nil || spec.Issuer.Cert == nil || spec.Issuer.Key == nil {
+		return nil, errors.New("certgen: a CRL needs its issuer's certificate and key")
+	}
+	next := spec.NextUpdate
+	if next == 0 {
+		next = DefaultCRLValidity
+	}
+	if next <= spec.ThisUpdate {
+		return nil, fmt.Errorf("certgen: CRL: NextUpdate %v is not after ThisUpdate %v", next, spec.ThisUpdate)
+	}
+	if spec.Number < 0 {
+		return nil, fmt.Errorf("certgen: CRL: negative number %d", spec.Number)
+	}
+	lus, nus := int64(spec.ThisUpdate/time.Second), int64(next/time.Second)
+	lu, nu, num := C.long(lus), C.long(nus), C.long(spec.Number)
+	if int64(lu) != lus || int64(nu) != nus || int64(num) != spec.Number {
+		return nil, errors.New("certgen: CRL: a time or number out of range for this platform's C long")
+	}
+	// The revoked certificates one after the other, and their lengths: Go memory without Go
+	// pointers in it, as cgo allows.
+	var revoked []byte
+	lens := make([]C.size_t, 0, len(spec.Revoked)+1)
+	for _, c := range spec.Revoked {
+		if c == nil || len(c.der) == 0 {
+			return nil, errors.New("certgen: CRL: an empty revoked certificate")
+		}
+		revoked = append(revoked, c.der...)
+		lens = append(lens, C.size_t(len(c.der)))
+	}
+	lens = append(lens, 0) // never empty: &lens[0] is always there
+	icP, icN := cbytes(spec.Issuer.Cert.der)
+	ikP, ikN := cbytes(spec.Issuer.Key.pkcs8)
+	rP, _ := cbytes(revoked)
+	var out C.cg_buf
+	var cerr C.cg_err
+	if C.cg_crl(icP, icN, ikP, ikN, rP, &lens[0], C.int(len(spec.Revoked)), lu, nu, num, &out, &cerr) != 1 {
+		return nil, fmt.Errorf("certgen: CRL: %s", errText(&cerr))
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: take(&out)}), nil
+}
+
 // Load reads a certificate (the first in certFile) and its private key (keyFile, PKCS#8 or
 // traditional, unencrypted) with OpenSSL's PEM reader, and checks that they belong together.
 func Load(certFile, keyFile string) (*Pair, error) {

@@ -59,6 +59,16 @@ int cg_issue(const unsigned char *key, size_t key_len,
              const char *org, const char *cn, long not_before, long not_after,
              const char *const *ext, int n_ext, cg_buf *cert, cg_err *e);
 
+/* Makes and signs (SHA-256) a version 2 CRL of the CA issuer_cert with its key issuer_key
+ * (DER), listing the n certificates whose DER encodings follow each other in revoked, their
+ * lengths in revoked_len, each revoked at last_update: the serial numbers are theirs. The CRL
+ * is issued last_update and next updated next_update seconds from now, carries the number
+ * crl_number and the authority key identifier of the issuer. crl receives it as DER. */
+int cg_crl(const unsigned char *issuer_cert, size_t issuer_cert_len,
+           const unsigned char *issuer_key, size_t issuer_key_len,
+           const unsigned char *revoked, const size_t *revoked_len, int n,
+           long last_update, long next_update, long crl_number, cg_buf *crl, cg_err *e);
+
 /* Reads the first certificate of cert_pem and the private key of key_pem (PKCS#8 or
  * traditional, unencrypted: an encrypted key is an error, never a prompt), checks that they
  * belong together, and gives them back as DER: the certificate, and the key as PKCS#8. */

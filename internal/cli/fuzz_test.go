@@ -19,7 +19,7 @@ func FuzzTLSFlags(f *testing.F) {
 	for _, seed := range []string{
 		"", "-ca\x00ca.crt", "-min\x001.3", "-max\x001.2\x00-min\x001.3", "-seclevel\x000", "-seclevel\x00-1",
 		"-verify\x00require", "-verify\x00require\x00-ca\x00/dev/null", "-cert\x00x", "-suites\x00TLS_AES_128_GCM_SHA256",
-		"-fips\x00-fips-config\x00/nonexistent", "-no-tickets", "-servername\x00\xff\x00", "--min=1.2", "-h",
+		"-fips\x00-fips-config\x00/nonexistent", "-no-tickets", "-crl\x00/dev/null", "-crldir\x00/", "-servername\x00\xff\x00", "--min=1.2", "-h",
 	} {
 		f.Add(seed, false)
 		f.Add(seed, true)
@@ -61,6 +61,9 @@ func FuzzTLSFlags(f *testing.F) {
 		}
 		if cfg.ClientAuth != tlszmq.NoClientCert && cfg.CAFile == "" && cfg.CADir == "" {
 			t.Fatalf("client certificates required with nothing to verify them against, from %q", args)
+		}
+		if (cfg.CRLFile != "" || cfg.CRLDir != "") && (cfg.InsecureSkipVerify || server && cfg.ClientAuth == tlszmq.NoClientCert) {
+			t.Fatalf("CRLs where nothing is verified, from %q", args)
 		}
 	})
 }

@@ -19,6 +19,7 @@ type TLSFlags struct {
 	fs                      *flag.FlagSet
 	role                    tlszmq.Role
 	cert, key, ca, caDir    string
+	crl, crlDir             string
 	serverName, verify      string
 	minV, maxV              string
 	ciphers, suites, groups string
@@ -51,6 +52,12 @@ func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags
 			"(its server's certificate names *.fish-test.com, with no alternative name): dangerous, any certificate the CA issued is accepted")
 	}
 	fs.StringVar(&f.caDir, "cadir", "", "OpenSSL hashed directory of CA certificates")
+	peer := "client certificates (with -verify optional or require)"
+	if role == tlszmq.RoleClient {
+		peer = "the server's certificate (with -ca or -cadir)"
+	}
+	fs.StringVar(&f.crl, "crl", "", "CRL file (PEM, one or more CRLs): refuse "+peer+" if revoked; every CA in the chain needs its CRL")
+	fs.StringVar(&f.crlDir, "crldir", "", "OpenSSL hashed directory of CRLs (files <hash>.r0, as openssl rehash names them), read at start and on reload")
 	fs.StringVar(&f.minV, "min", "1.2", "minimum TLS version: 1.2 or 1.3")
 	fs.StringVar(&f.maxV, "max", "1.3", "maximum TLS version: 1.2 or 1.3")
 	fs.StringVar(&f.ciphers, "ciphers", "", "TLS 1.2 cipher list, OpenSSL syntax (default: forward-secret AEAD suites only, tlszmq.DefaultCipherList)")
@@ -116,7 +123,7 @@ func (f *TLSFlags) Config(host string, stderr io.Writer) (*tlszmq.Config, error)
 // config is Config without the key log.
 func (f *TLSFlags) config(host string, stderr io.Writer) (*tlszmq.Config, error) {
 	cfg := &tlszmq.Config{
-		CertFile: f.cert, KeyFile: f.key, CAFile: f.ca, CADir: f.caDir,
+		CertFile: f.cert, KeyFile: f.key, CAFile: f.ca, CADir: f.caDir, CRLFile: f.crl, CRLDir: f.crlDir,
 		CipherList: f.ciphers, CipherSuites: f.suites, Groups: f.groups,
 		SessionTicketsDisabled: f.noTickets,
 		FIPS:                   f.fips, FIPSConfigFile: f.fipsConfig, FIPSModuleDir: f.fipsModules,
@@ -150,7 +157,7 @@ func (f *TLSFlags) config(host string, stderr io.Writer) (*tlszmq.Config, error)
 	if err := f.needCertAndKey(); err != nil {
 		return nil, err
 	}
-	if err := NeedFiles(f.ca, f.fipsConfig); err != nil {
+	if err := NeedFiles(f.ca, f.crl, f.crlDir, f.fipsConfig); err != nil {
 		return nil, err
 	}
 	if f.role == tlszmq.RoleServer {
@@ -176,6 +183,9 @@ func (f *TLSFlags) config(host string, stderr io.Writer) (*tlszmq.Config, error)
 		if cfg.ClientAuth != tlszmq.NoClientCert && f.ca == "" && f.caDir == "" {
 			return nil, Usagef("-verify %s needs -ca or -cadir", f.verify)
 		}
+		if (f.crl != "" || f.crlDir != "") && cfg.ClientAuth == tlszmq.NoClientCert {
+			return nil, Usagef("-crl and -crldir check client certificates: give -verify optional or require")
+		}
 		return cfg, nil
 	}
 	cfg.ServerName = f.serverName
@@ -183,6 +193,9 @@ func (f *TLSFlags) config(host string, stderr io.Writer) (*tlszmq.Config, error)
 		cfg.ServerName = host
 	}
 	verifies := f.ca != "" || f.caDir != ""
+	if (f.crl != "" || f.crlDir != "") && !verifies {
+		return nil, Usagef("-crl and -crldir check the server's certificate, which only -ca or -cadir verifies")
+	}
 	var warning string
 	switch {
 	case f.chainOnly && !verifies:
