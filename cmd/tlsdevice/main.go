@@ -105,7 +105,11 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 	metricsAddr := fs.String("metrics", "", "terminate: serve the TLS server's Prometheus metrics over HTTP at host:port, path /metrics\n"+
 		"(e.g. 127.0.0.1:9464; port 0: any free port)")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
+	lf := cli.AddLogFlags(fs, true)
 	if err := cli.Parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := lf.Check(); err != nil {
 		return err
 	}
 	for _, n := range []int{*maxClients, *perConn, *maxBackends, *maxEnvelope, *maxPending, *perClient, *maxSessions} {
@@ -142,7 +146,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 	} else if err := cli.CheckEndpoint("backend", *backend, true); err != nil {
 		return err
 	}
-	log := cli.Logger(stderr, "tlsdevice")
+	log := lf.Logger(stderr, "tlsdevice")
 	trace := cli.Prefixed(stderr, "tlsdevice") // -v: stdout stays empty, as the C++ device's
 	defer func() { err = tf.Explain(err) }()
 	switch *mode {

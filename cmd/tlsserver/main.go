@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	reply := fs.String("reply", "Got it!", "the reply to every request")
 	nul := fs.Bool("nul", true, "end the reply with a NUL byte, as the C++ server does")
 	quiet := fs.Bool("q", false, "print nothing per request")
+	lf := cli.AddLogFlags(fs, false)
 	verbose := fs.Bool("v", false, "print the DEBUG trace of bytes through the BIOs")
 	maxSessions := fs.Int("max-sessions", 10000, "most established sessions kept; the least recently used goes first")
 	hsTimeout := fs.Duration("handshake-timeout", 10*time.Second, "drop a session whose handshake has not finished by then")
@@ -114,7 +115,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 		return answer, nil
 	})
-	log := cli.Logger(stderr, "tlsserver")
+	if err := lf.Check(); err != nil {
+		return err
+	}
+	log := lf.Logger(stderr, "tlsserver")
 	var metricsLn net.Listener
 	if *metricsAddr != "" {
 		if metricsLn, err = net.Listen("tcp", *metricsAddr); err != nil {
