@@ -3,7 +3,6 @@ package tlszmq
 import (
 	"errors"
 	"fmt"
-	"time"
 )
 
 // The budgets' defaults (ServerOptions documents each one).
@@ -22,13 +21,6 @@ const (
 	// routing id.
 	maxEnvelopeFrame = 255
 )
-
-// orDefault sets an option left at zero (or below) to its default.
-func orDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
-}
 
 // errBudget is wrapped by every error about a peer that went past one of the budgets.
 var errBudget = errors.New("budget exceeded")

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/tlszmq/tlszmq/internal/zmqendpoint"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -242,7 +242,7 @@ func (c *Client) open() error {
 		name = c.ctx.config().ServerName
 	}
 	if name == "" && !o.Bind {
-		name = endpointHost(c.endpoint)
+		name = zmqendpoint.Host(c.endpoint)
 	}
 	if name == "" && c.ctx.checksName() {
 		why := "the endpoint has no host"
@@ -348,27 +348,6 @@ func (c *Client) recover(ctx context.Context) error {
 		return nil
 	}
 	return c.reconnect(ctx)
-}
-
-// endpointHost returns the host of a tcp:// endpoint a client connects to ("localhost" for
-// "tcp://localhost:5556", "::1" for "tcp://[::1]:5556", the destination of
-// "tcp://source;host:port"), or "" for other transports and for a wildcard.
-func endpointHost(endpoint string) string {
-	rest, ok := strings.CutPrefix(endpoint, "tcp://")
-	if !ok {
-		return ""
-	}
-	if i := strings.LastIndexByte(rest, ';'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-		rest = rest[:i]
-	}
-	rest = strings.TrimSuffix(strings.TrimPrefix(rest, "["), "]")
-	if rest == "*" {
-		return ""
-	}
-	return rest
 }
 
 func newSocket(typ zmq.Type, identity string, maxMsg int) (*zmq.Socket, error) {

@@ -12,6 +12,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/tlszmq/tlszmq/internal/defaults"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -293,6 +294,7 @@ type Server struct {
 	pendingEvents []event             // the events being done, reused
 	gave          bool                // jobs were given to workers since the last poll
 	connAddr      string              // the peer address of the connection of the message being routed, if asked
+	keyBuf        []byte              // the route key of the message being routed, reused
 	outboxes      map[string]*outbox  // by connection: what waits for ZeroMQ to take it
 	blocked       []*outbox           // the outboxes holding replies
 	reasons       map[*session]string // why a notice-taking session was removed, for its notice
@@ -327,16 +329,16 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 	if opts != nil {
 		o = *opts
 	}
-	orDefault(&o.MaxSessions, defaultMaxSessions)
-	orDefault(&o.MaxHalfOpen, defaultMaxHalfOpen)
-	orDefault(&o.MaxParts, defaultMaxParts)
-	orDefault(&o.MaxMessagesPerFrame, defaultMaxMessagesPerFrame)
-	orDefault(&o.MaxEnvelopeFrames, defaultMaxEnvelopeFrames)
-	orDefault(&o.MaxPendingOutput, defaultMaxPendingOutput)
-	orDefault(&o.MaxMessageSize, DefaultMaxMessageSize)
-	orDefault(&o.HandshakeTimeout, 10*time.Second)
-	orDefault(&o.IdleTimeout, 5*time.Minute)
-	orDefault(&o.Workers, runtime.GOMAXPROCS(0))
+	defaults.Or(&o.MaxSessions, defaultMaxSessions)
+	defaults.Or(&o.MaxHalfOpen, defaultMaxHalfOpen)
+	defaults.Or(&o.MaxParts, defaultMaxParts)
+	defaults.Or(&o.MaxMessagesPerFrame, defaultMaxMessagesPerFrame)
+	defaults.Or(&o.MaxEnvelopeFrames, defaultMaxEnvelopeFrames)
+	defaults.Or(&o.MaxPendingOutput, defaultMaxPendingOutput)
+	defaults.Or(&o.MaxMessageSize, DefaultMaxMessageSize)
+	defaults.Or(&o.HandshakeTimeout, 10*time.Second)
+	defaults.Or(&o.IdleTimeout, 5*time.Minute)
+	defaults.Or(&o.Workers, runtime.GOMAXPROCS(0))
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -8,6 +8,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq/internal/notice"
+	"github.com/tlszmq/tlszmq/internal/routekey"
 )
 
 // This file is the socket owner's way in: messages off the ROUTER socket, within their
@@ -26,8 +27,9 @@ func (s *Server) route(frames [][]byte) {
 	}
 	s.stats.bytesIn.Add(int64(len(payload)))
 	now := time.Now()
-	key := routeKey(env)
-	sess := s.table.get(key)
+	// The key is looked up from a reused buffer: a string is made only for a new session.
+	s.keyBuf = routekey.Append(s.keyBuf[:0], env)
+	sess := s.table.byKey[string(s.keyBuf)]
 	var replaced *worker
 	if sess != nil && sess.established && isClientHello(payload) {
 		s.remove(sess, removedRestarted, "a new ClientHello: the client started over", false)
@@ -35,6 +37,7 @@ func (s *Server) route(frames [][]byte) {
 	}
 	fresh := sess == nil
 	if fresh {
+		key := string(s.keyBuf)
 		if payload = s.hello(key, env, payload, now); payload == nil {
 			return
 		}

@@ -117,8 +117,6 @@ func (t *sessionTable) len() int { return len(t.byKey) }
 // halfOpen is the number of sessions whose handshake runs; the rest are established.
 func (t *sessionTable) halfOpen() int { return t.handshaking.Len() }
 
-func (t *sessionTable) get(key string) *session { return t.byKey[key] }
-
 // add inserts a new, half-open s; the caller has made room.
 func (t *sessionTable) add(s *session) {
 	t.byKey[s.key] = s

@@ -582,7 +582,7 @@ func (e *Engine) writeKeyLog() {
 	e.keyLogLines = nil // a handshake writes once or twice; the engine keeps no storage for it
 }
 
-// trace writes the seed's DEBUG lines for one pump.
+// trace writes the original article's DEBUG lines for one pump.
 func (e *Engine) trace(in, app, appWritten, out int) {
 	if in > 0 {
 		fmt.Fprintf(e.debug, "DEBUG: %d written to BIO\n", in)

@@ -1,7 +1,6 @@
 package tlszmq
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,26 +12,6 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 )
-
-// countersServer runs a server for a counters test; the test closes it (Close) when it wants
-// the "stopping" removals counted.
-func countersServer(t *testing.T, scfg *Config, opts *ServerOptions) *Server {
-	t.Helper()
-	opts.Logger = quietLog(t)
-	srv, err := NewServer(mustContext(t, RoleServer, scfg), "tcp://127.0.0.1:*", echo, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-errc; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return srv
-}
 
 // waitCounters waits until want holds of the server's counters, then returns them.
 func waitCounters(t *testing.T, srv *Server, what string, want func(c Counters) bool) Counters {
@@ -78,7 +57,7 @@ func sumOf(m map[string]int64) int64 {
 func TestMetricsServerCounters(t *testing.T) {
 	scfg := serverConfig("server")
 	scfg.CAFile, scfg.ClientAuth = cert("ca.crt"), VerifyClientCertIfGiven
-	srv := countersServer(t, scfg, &ServerOptions{IdleTimeout: time.Second, HandshakeTimeout: 2 * time.Second, MaxParts: 2})
+	srv := startServer(t, scfg, "tcp://127.0.0.1:*", echo, &ServerOptions{IdleTimeout: time.Second, HandshakeTimeout: 2 * time.Second, MaxParts: 2})
 	endpoint := srv.Endpoint()
 	ctx := ctxTimeout(t, time.Minute)
 	copts := &ClientOptions{Timeout: 5 * time.Second}
@@ -194,7 +173,7 @@ func TestMetricsServerCounters(t *testing.T) {
 // A session pushed out under MaxSessions counts as evicted, and one whose client starts a new
 // handshake on its route as restarted.
 func TestMetricsEvictedAndRestarted(t *testing.T) {
-	srv := countersServer(t, serverConfig("server"), &ServerOptions{MaxSessions: 1})
+	srv := startServer(t, serverConfig("server"), "tcp://127.0.0.1:*", echo, &ServerOptions{MaxSessions: 1})
 	ctx := ctxTimeout(t, time.Minute)
 	copts := &ClientOptions{Timeout: 5 * time.Second}
 	first := newClient(t, clientConfig(), srv.Endpoint(), copts)

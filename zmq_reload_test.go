@@ -1,7 +1,6 @@
 package tlszmq
 
 import (
-	"context"
 	"fmt"
 	"math/big"
 	"sync"
@@ -11,24 +10,6 @@ import (
 
 	"github.com/tlszmq/tlszmq/internal/certgen"
 )
-
-// serveContext runs a server on sctx until the test ends.
-func serveContext(t *testing.T, sctx *Context, h Handler) *Server {
-	t.Helper()
-	srv, err := NewServer(sctx, "tcp://127.0.0.1:*", h, &ServerOptions{Logger: quietLog(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-errc; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return srv
-}
 
 // clientSerial returns the serial number of the server certificate a Client's session has.
 func clientSerial(t *testing.T, c *Client) *big.Int {
@@ -49,7 +30,7 @@ func TestServerReloadUnderLoad(t *testing.T) {
 	bCrt, bKey := p.server("b")
 	aSerial, bSerial := serialOf(t, aCrt), serialOf(t, bCrt)
 	sctx := mustContext(t, RoleServer, &Config{CertFile: aCrt, KeyFile: aKey})
-	srv := serveContext(t, sctx, echo)
+	srv := serveOn(t, sctx, "tcp://127.0.0.1:*", echo, nil)
 	ccfg := &Config{CAFile: p.caFile, ServerName: "localhost"}
 	ctx := ctxTimeout(t, 60*time.Second)
 
@@ -143,7 +124,7 @@ func TestServerReloadCRL(t *testing.T) {
 	crl := p.crl("ca.crl", certgen.CRLSpec{ThisUpdate: -time.Minute})
 	scfg := &Config{CertFile: scrt, KeyFile: skey, CAFile: p.caFile, ClientAuth: RequireAndVerifyClientCert, CRLFile: crl}
 	sctx := mustContext(t, RoleServer, scfg)
-	srv := serveContext(t, sctx, echo)
+	srv := serveOn(t, sctx, "tcp://127.0.0.1:*", echo, nil)
 	ctx := ctxTimeout(t, 30*time.Second)
 	c := newClient(t, &Config{CertFile: ccrt, KeyFile: ckey, CAFile: p.caFile, ServerName: "localhost"}, srv.Endpoint(),
 		&ClientOptions{Timeout: 5 * time.Second})

@@ -29,13 +29,19 @@ func echo(_ context.Context, _ *Peer, req [][]byte) ([][]byte, error) { return r
 // startServer runs a server until the test ends.
 func startServer(t testing.TB, cfg *Config, endpoint string, h Handler, opts *ServerOptions) *Server {
 	t.Helper()
+	return serveOn(t, mustContext(t, RoleServer, cfg), endpoint, h, opts)
+}
+
+// serveOn runs a server on a Context of the test's until the test ends.
+func serveOn(t testing.TB, sctx *Context, endpoint string, h Handler, opts *ServerOptions) *Server {
+	t.Helper()
 	if opts == nil {
 		opts = &ServerOptions{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = quietLog(t)
 	}
-	srv, err := NewServer(mustContext(t, RoleServer, cfg), endpoint, h, opts)
+	srv, err := NewServer(sctx, endpoint, h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

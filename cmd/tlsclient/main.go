@@ -28,6 +28,7 @@ import (
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/zmqendpoint"
 )
 
 func main() { cli.Main("tlsclient", run) }
@@ -87,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := cli.CheckEndpoint("endpoint", *endpoint, *bind); err != nil {
 		return err
 	}
-	host := cli.EndpointHost(*endpoint) // the server's, unless the client binds
+	host := zmqendpoint.Host(*endpoint) // the server's, unless the client binds
 	if *bind {
 		host = ""
 	}

@@ -71,6 +71,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/cli"
 	"github.com/tlszmq/tlszmq/internal/device"
 	"github.com/tlszmq/tlszmq/internal/metricsrv"
+	"github.com/tlszmq/tlszmq/internal/zmqendpoint"
 )
 
 func main() { cli.Main("tlsdevice", run) }
@@ -201,7 +202,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 		cli.Startup(stderr, "tlsdevice", fmt.Sprintf("TLS clients at %s, plaintext workers at %s%s", front, back, served), cfg)
 		return d.Run(ctx)
 	case "originate":
-		cfg, err := tf.ClientConfig(cli.EndpointHost(*upstream), stderr)
+		cfg, err := tf.ClientConfig(zmqendpoint.Host(*upstream), stderr)
 		if err != nil {
 			return err
 		}

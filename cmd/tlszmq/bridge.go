@@ -21,6 +21,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/defaults"
 	"github.com/tlszmq/tlszmq/internal/routekey"
 )
 
@@ -128,11 +129,11 @@ type bridge struct {
 }
 
 func newBridge(o bridgeOptions) *bridge {
-	device.OrDefault(&o.MaxConns, defaultMaxConns)
-	device.OrDefault(&o.Idle, defaultIdle)
-	device.OrDefault(&o.DialTimeout, defaultDialTimeout)
-	device.OrDefault(&o.MaxQueue, defaultMaxQueue)
-	device.OrDefault(&o.MaxEnvelope, device.DefaultMaxEnvelope)
+	defaults.Or(&o.MaxConns, defaultMaxConns)
+	defaults.Or(&o.Idle, defaultIdle)
+	defaults.Or(&o.DialTimeout, defaultDialTimeout)
+	defaults.Or(&o.MaxQueue, defaultMaxQueue)
+	defaults.Or(&o.MaxEnvelope, device.DefaultMaxEnvelope)
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/cli"
 )
 
-// runDemo runs the seed article's exchange over real ZeroMQ sockets on loopback: a ROUTER
+// runDemo runs the original article's exchange over real ZeroMQ sockets on loopback: a ROUTER
 // server and a REQ client in one process, the client sending "hello world!" and the server
 // answering "Got it!", with the DEBUG trace of bytes through each side's BIOs.
 func runDemo(args []string, stdout, stderr io.Writer) error {

@@ -194,6 +194,20 @@ static int cg_set_subject(X509 *x, const char *org, const char *cn)
 	       X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
 }
 
+/* cg_decode_issuer decodes an issuer's certificate and key and checks that they match; on
+ * failure e says which step failed, and whatever was decoded is for the caller to free. */
+static int cg_decode_issuer(cg_err *e, const unsigned char *cert, size_t cert_len,
+                            const unsigned char *key, size_t key_len, X509 **issuer, EVP_PKEY **ikey)
+{
+	if ((*issuer = cg_decode_cert(cert, cert_len)) == NULL)
+		return cg_fail(e, "decoding the issuer's certificate");
+	if ((*ikey = cg_decode_key(key, key_len)) == NULL)
+		return cg_fail(e, "decoding the issuer's key");
+	if (!X509_check_private_key(*issuer, *ikey))
+		return cg_fail(e, "the issuer's key does not match its certificate");
+	return 1;
+}
+
 int cg_issue(const unsigned char *key, size_t key_len,
              const unsigned char *issuer_cert, size_t issuer_cert_len,
              const unsigned char *issuer_key, size_t issuer_key_len,
@@ -212,20 +226,9 @@ int cg_issue(const unsigned char *key, size_t key_len,
 		cg_fail(e, "decoding the key");
 		goto done;
 	}
-	if (issuer_cert != NULL) {
-		if ((issuer = cg_decode_cert(issuer_cert, issuer_cert_len)) == NULL) {
-			cg_fail(e, "decoding the issuer's certificate");
-			goto done;
-		}
-		if ((ikey = cg_decode_key(issuer_key, issuer_key_len)) == NULL) {
-			cg_fail(e, "decoding the issuer's key");
-			goto done;
-		}
-		if (!X509_check_private_key(issuer, ikey)) {
-			cg_fail(e, "the issuer's key does not match its certificate");
-			goto done;
-		}
-	}
+	if (issuer_cert != NULL &&
+	    !cg_decode_issuer(e, issuer_cert, issuer_cert_len, issuer_key, issuer_key_len, &issuer, &ikey))
+		goto done;
 	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) || !cg_set_serial(x)) {
 		cg_fail(e, "making the certificate");
 		goto done;
@@ -298,18 +301,8 @@ int cg_crl(const unsigned char *issuer_cert, size_t issuer_cert_len,
 	ERR_clear_error();
 	if (!cg_init(e))
 		return 0;
-	if ((issuer = cg_decode_cert(issuer_cert, issuer_cert_len)) == NULL) {
-		cg_fail(e, "decoding the issuer's certificate");
+	if (!cg_decode_issuer(e, issuer_cert, issuer_cert_len, issuer_key, issuer_key_len, &issuer, &ikey))
 		goto done;
-	}
-	if ((ikey = cg_decode_key(issuer_key, issuer_key_len)) == NULL) {
-		cg_fail(e, "decoding the issuer's key");
-		goto done;
-	}
-	if (!X509_check_private_key(issuer, ikey)) {
-		cg_fail(e, "the issuer's key does not match its certificate");
-		goto done;
-	}
 	if ((c = X509_CRL_new()) == NULL || !X509_CRL_set_version(c, X509_CRL_VERSION_2) ||
 	    !X509_CRL_set_issuer_name(c, X509_get_subject_name(issuer)) ||
 	    (last = X509_gmtime_adj(NULL, last_update)) == NULL ||

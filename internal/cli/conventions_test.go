@@ -146,15 +146,6 @@ func TestCheckEndpoint(t *testing.T) {
 	}
 }
 
-func TestEndpointHost(t *testing.T) {
-	for endpoint, want := range map[string]string{"tcp://localhost:5556": "localhost", "tcp://[::1]:5556": "::1", "tcp://*:5556": "",
-		"ipc:///tmp/x": "", "tcp://10.0.0.1;server:5556": "server"} {
-		if got := EndpointHost(endpoint); got != want {
-			t.Errorf("EndpointHost(%q) = %q, want %q", endpoint, got, want)
-		}
-	}
-}
-
 // Every line gets the prefix, however the writes cut them.
 func TestPrefixed(t *testing.T) {
 	var b bytes.Buffer

@@ -146,23 +146,3 @@ func anyPort(bind bool) string {
 	}
 	return ""
 }
-
-// EndpointHost returns the host of a tcp:// endpoint ("localhost" for
-// "tcp://localhost:5556"), or "" for other transports and wildcards.
-func EndpointHost(endpoint string) string {
-	rest, ok := strings.CutPrefix(endpoint, "tcp://")
-	if !ok {
-		return ""
-	}
-	if _, dst, ok := strings.Cut(rest, ";"); ok {
-		rest = dst
-	}
-	if i := strings.LastIndex(rest, ":"); i >= 0 {
-		rest = rest[:i]
-	}
-	rest = strings.TrimSuffix(strings.TrimPrefix(rest, "["), "]")
-	if rest == "*" {
-		return ""
-	}
-	return rest
-}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/tlszmq/tlszmq/internal/defaults"
 )
 
 // Limits bound what one client, one connection or one backend can make a device hold, so that
@@ -69,23 +71,16 @@ const MaxRoutingFrame = 255
 
 // withDefaults returns l with every zero (or negative) field set to its default.
 func (l Limits) withDefaults() Limits {
-	OrDefault(&l.MaxClients, DefaultMaxClients)
-	OrDefault(&l.MaxClientsPerConn, DefaultMaxClientsPerConn)
-	OrDefault(&l.MaxBackends, DefaultMaxBackends)
-	OrDefault(&l.MaxEnvelope, DefaultMaxEnvelope)
-	OrDefault(&l.MaxPending, DefaultMaxPending)
-	OrDefault(&l.MaxPendingPerClient, DefaultMaxPendingPerClient)
-	OrDefault(&l.MaxSessions, DefaultMaxSessions)
-	OrDefault(&l.Timeout, DefaultTimeout)
-	OrDefault(&l.IdleTimeout, DefaultIdleTimeout)
+	defaults.Or(&l.MaxClients, DefaultMaxClients)
+	defaults.Or(&l.MaxClientsPerConn, DefaultMaxClientsPerConn)
+	defaults.Or(&l.MaxBackends, DefaultMaxBackends)
+	defaults.Or(&l.MaxEnvelope, DefaultMaxEnvelope)
+	defaults.Or(&l.MaxPending, DefaultMaxPending)
+	defaults.Or(&l.MaxPendingPerClient, DefaultMaxPendingPerClient)
+	defaults.Or(&l.MaxSessions, DefaultMaxSessions)
+	defaults.Or(&l.Timeout, DefaultTimeout)
+	defaults.Or(&l.IdleTimeout, DefaultIdleTimeout)
 	return l
-}
-
-// OrDefault sets *v to def if it is zero or negative: an option left out takes its default.
-func OrDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // checkEnvelope reports why an envelope is not honoured, or nil.

@@ -16,7 +16,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
-// Terminate is the seed article's "client -> hop (ssl) -> server" layout: the device is the
+// Terminate is the original article's "client -> hop (ssl) -> server" layout: the device is the
 // TLS server for its clients and hands the plaintext to backend workers, each client pinned to
 // one worker. Workers connect a ROUTER (or DEALER) socket to the backend and announce
 // themselves with an empty message (ZMQ_PROBE_ROUTER does it); see Worker.

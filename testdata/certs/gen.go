@@ -6,7 +6,7 @@
 //
 // Modern keys and certificates are made through OpenSSL with internal/certgen (its C shim);
 // the C++ peers' kinds (1024-bit RSA, SHA-1, version-1 CA) are made with the openssl command,
-// as the seed article made them. Everything valid is valid for 60 years from the day it is
+// as the original article made them. Everything valid is valid for 60 years from the day it is
 // made (set here: certgen's own defaults are 10 years for a CA and 1 year otherwise).
 package main
 
