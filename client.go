@@ -10,6 +10,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/tlszmq/tlszmq/bio"
 	"github.com/tlszmq/tlszmq/internal/zmqendpoint"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
@@ -208,6 +209,9 @@ func (c *Client) noMessageErr() error {
 // is checked against ClientOptions.ServerName, else Config.ServerName, else the endpoint's
 // host ("localhost" here); see ClientOptions.ServerName.
 func NewClient(ctx *Context, endpoint string, opts *ClientOptions) (*Client, error) {
+	if ctx.Role() != RoleClient {
+		return nil, fmt.Errorf("%w: NewClient needs a client Context", ErrInvalidConfig)
+	}
 	var o ClientOptions
 	if opts != nil {
 		o = *opts
@@ -253,11 +257,11 @@ func (c *Client) open() error {
 			"Config.ServerName to the name in the server's certificate (Config.VerifyChainOnly checks the chain alone, "+
 			"which is dangerous)", ErrNoServerName, why)}
 	}
-	alpn := framedALPN // offered before the Context's NextProtos
+	eo := EngineOptions{ServerName: name, NextProtos: framedProtos} // offered before the Context's
 	if o.Raw {
-		alpn = nil
+		eo.NextProtos = nil
 	}
-	e, err := newEngine(c.ctx, RoleClient, name, alpn)
+	e, err := NewEngine(c.ctx, eo)
 	if err != nil {
 		return err
 	}
@@ -839,19 +843,21 @@ func (c *Client) absorb(payload []byte) error {
 
 // flush sends what the engine has for the network as one ["", tls-bytes] message.
 func (c *Client) flush() error {
-	n, err := c.e.sendData(func(out []byte) error {
-		if c.opts.Pattern == DEALER {
-			if _, err := c.sock.SendBytes(nil, zmq.SNDMORE); err != nil {
-				return err
-			}
-			_, err := c.sock.SendBytes(out, 0)
-			return err
+	out := c.e.TakeData() // dropped whether it goes or not: a session cannot send it twice
+	if len(out) == 0 {
+		return nil
+	}
+	var err error
+	if c.opts.Pattern == DEALER {
+		if _, err = c.sock.SendBytes(nil, zmq.SNDMORE); err == nil {
+			_, err = c.sock.SendBytes(out, 0)
 		}
-		_, err := c.sock.SendBytes(out, 0)
+	} else {
+		_, err = c.sock.SendBytes(out, 0)
 		c.owed = err == nil
-		return err
-	})
-	c.counts.bytesOut.Add(int64(n))
+	}
+	c.counts.bytesOut.Add(int64(len(out)))
+	bio.Recycle(out) // zmq4 has copied it
 	if err != nil {
 		return opError("sending to", c.endpoint, err)
 	}

@@ -1,5 +1,7 @@
 package tlszmq
 
+import "fmt"
+
 // A codec is a message format over an established session: how the ZeroMQ layer (Client,
 // and the Server's workers) turns a message into plaintext for the engine to encrypt, and the
 // plaintext the engine decrypts into messages again. There are two: the raw format of the C++
@@ -37,12 +39,12 @@ func codecFor(protocol string, d *deframer) codec {
 	return rawCodec{}
 }
 
-// framedALPN is the ALPN list of the ZeroMQ layer's engines in the wire format: a Client
-// offers the framed protocol, and a Server accepts it, before the Context's NextProtos.
-var framedALPN = alpnWire([]string{ProtocolFramed})
+// framedProtos are the ALPN protocols of the ZeroMQ layer's engines (EngineOptions.NextProtos):
+// a Client offers the framed protocol, and a Server accepts it, before the Context's NextProtos.
+var framedProtos = []string{ProtocolFramed}
 
 // alpnWire encodes ALPN protocol names in the wire format of RFC 7301: each name after its
-// length byte (Config.check has made sure that each has 1 to 255 bytes). nil for none.
+// length byte (checkProtos has made sure that each has 1 to 255 bytes). nil for none.
 func alpnWire(protos []string) []byte {
 	var b []byte
 	for _, p := range protos {
@@ -50,6 +52,22 @@ func alpnWire(protos []string) []byte {
 		b = append(b, p...)
 	}
 	return b
+}
+
+// checkProtos checks a list of ALPN protocol names against ALPN's bounds; field names the list
+// in the error.
+func checkProtos(field string, protos []string) error {
+	wire := 0
+	for i, p := range protos {
+		if len(p) == 0 || len(p) > maxALPNName {
+			return fmt.Errorf("%s[%d] %.40q has %d bytes (an ALPN protocol name has 1 to %d)", field, i, p, len(p), maxALPNName)
+		}
+		wire += 1 + len(p)
+	}
+	if wire > maxALPNList {
+		return fmt.Errorf("%s takes %d bytes in ALPN's encoding, more than the %d an ALPN list holds", field, wire, maxALPNList)
+	}
+	return nil
 }
 
 // rawCodec is the C++ peers' format: a message is the plaintext of one frame, one part.

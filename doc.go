@@ -21,6 +21,9 @@
 // message is ["", tls-bytes], and with a C++ peer a message is one part. Two tlszmq peers
 // also agree by ALPN on [ProtocolFramed], which carries multi-part and empty messages; the
 // shim knows no message format, and [Config.NextProtos] gives engines ALPN of the user's own.
+// The ZeroMQ layer drives its engines through the public Engine API alone ([NewEngine],
+// [Engine.State], [Engine.TakeData], [Engine.PutDataInPlace]), as a transport of a user's own
+// would.
 //
 // The commands. tlsserver, tlsclient and tlsdevice (under cmd/) are drop-in replacements for
 // the C++ programs, built on the ZeroMQ layer; the tlszmq command holds a demo, a key and
@@ -65,6 +68,9 @@
 //   - [Engine.Write] encrypts p at once, or copies it to wait for the handshake; [Engine.PutData]
 //     hands p to OpenSSL's read BIO, which copies it. [Engine.GetData] and [Engine.Read] return
 //     new slices; [Engine.AppendData] and [Engine.AppendRead] append to the caller's.
+//   - The zero-copy pair: [Engine.TakeData] hands over the engine's own storage, which is the
+//     caller's from then on; [Engine.PutDataInPlace] takes a frame the caller gives up and may
+//     decrypt it where it lies, returning the plaintext as a slice of it.
 //   - [Client.Send], [Client.Queue] and [Client.Request] encrypt their parts, or copy them into
 //     the batch Queue gathers, before they return. The messages [Client.Recv] and
 //     [Client.Request] return are not touched by the client again.

@@ -113,16 +113,16 @@ func TestNextProtosEngineOwnFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cctx := mustContext(t, RoleClient, withProtos(clientConfig(), tc.client...))
 			sctx := mustContext(t, RoleServer, withProtos(serverConfig("server-ec"), tc.server...))
-			var own []byte
+			var own []string
 			if tc.clientFramed {
-				own = framedALPN
+				own = framedProtos
 			}
-			c, err := newEngine(cctx, RoleClient, "localhost", own)
+			c, err := NewEngine(cctx, EngineOptions{ServerName: "localhost", NextProtos: own})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			s, err := newEngine(sctx, RoleServer, "", framedALPN)
+			s, err := NewEngine(sctx, EngineOptions{NextProtos: framedProtos})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -131,12 +131,26 @@ type CertificateVerificationError struct {
 	// UnverifiedChain is the chain the peer presented, its own certificate first (empty if
 	// it presented none).
 	UnverifiedChain []*x509.Certificate
+	// ServerName is the name a client checked the certificate against, for a hostname
+	// mismatch (Code 62); "" otherwise.
+	ServerName string
 }
 
-// Error returns "tlszmq: certificate verify failed: <reason>", followed by the subject and
-// issuer of the peer's certificate: "(subject CN=localhost; issuer CN=Test CA)".
+// Error returns "tlszmq: certificate verify failed: <reason>", followed by the name checked
+// for a hostname mismatch and the subject and issuer of the peer's certificate:
+// "hostname mismatch: not valid for "db.example" (subject CN=localhost; issuer CN=Test CA)".
 func (v *CertificateVerificationError) Error() string {
-	return "tlszmq: certificate verify failed: " + v.Reason + v.names()
+	return "tlszmq: certificate verify failed: " + v.details()
+}
+
+// details is the reason, the name checked for a hostname mismatch, and the names of the peer's
+// certificate.
+func (v *CertificateVerificationError) details() string {
+	reason := v.Reason
+	if v.ServerName != "" {
+		reason += fmt.Sprintf(": not valid for %q", v.ServerName)
+	}
+	return reason + v.names()
 }
 
 // names is " (subject ...; issuer ...)" for the peer's certificate, or "".
@@ -169,8 +183,7 @@ func (e *Error) Error() string {
 	switch {
 	case e.Verify != nil:
 		b.WriteString(": certificate verify failed: ")
-		b.WriteString(e.Verify.Reason)
-		b.WriteString(e.Verify.names())
+		b.WriteString(e.Verify.details())
 	case e.kind != nil:
 		b.WriteString(": ")
 		b.WriteString(strings.TrimPrefix(e.kind.Error(), "tlszmq: "))

@@ -268,3 +268,36 @@ func ExampleEngine_State() {
 	// true 5 hello
 	// true
 }
+
+// One client Context for many servers: each engine has a server name and protocols of its own.
+// Once the handshake is done, TakeData and PutDataInPlace move a message with no copy of the
+// engines': the frame the client hands out is decrypted where it lies.
+func ExampleNewEngine() {
+	server, _ := tlszmq.NewContext(tlszmq.RoleServer, &tlszmq.Config{
+		CertFile: "testdata/certs/server.crt", KeyFile: "testdata/certs/server.key",
+		NextProtos: []string{"my-protocol/1"}})
+	defer server.Close()
+	client, _ := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{CAFile: "testdata/certs/ca.crt"})
+	defer client.Close()
+	c, err := tlszmq.NewEngine(client, tlszmq.EngineOptions{ServerName: "localhost", NextProtos: []string{"my-protocol/1"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	s, _ := tlszmq.NewServerEngine(server)
+	defer s.Close()
+
+	c.Update() // the ClientHello
+	for st := c.State(); st.Err == nil && st.Pending > 0; st = c.State() {
+		s.PutData(c.GetData())
+		if s.State().Pending > 0 {
+			c.PutData(s.GetData())
+		}
+	}
+	c.Write([]byte("no copies"))
+	frame := c.TakeData() // the client's storage, now the transport's
+	msg, _ := s.PutDataInPlace(frame)
+	fmt.Println(c.ConnectionState().NegotiatedProtocol, string(msg))
+	// Output:
+	// my-protocol/1 no copies
+}

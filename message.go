@@ -130,9 +130,9 @@ func (d *deframer) take(e *Engine) ([][][]byte, error) {
 }
 
 // put runs the engine on a frame the caller gives up, decrypting it where it lies when it can
-// (Engine.putDataInPlace); its plaintext waits for take.
+// (Engine.PutDataInPlace); its plaintext waits for take.
 func (d *deframer) put(e *Engine, frame []byte) error {
-	plain, err := e.putDataInPlace(frame)
+	plain, err := e.PutDataInPlace(frame)
 	switch {
 	case len(plain) == 0:
 	case len(d.pending) == 0:

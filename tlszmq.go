@@ -40,6 +40,9 @@ type Engine struct {
 	debug   io.Writer
 	keyLog  io.Writer                   // Config.KeyLogWriter
 	verify  func(ConnectionState) error // Config.VerifyConnection, run once the handshake is done
+	// serverName is the name a client engine checks the server's certificate against ("" when
+	// it checks none), for the error of a mismatch.
+	serverName string
 
 	out   bio.Buffer // ciphertext for ZeroMQ, drained from the write BIO
 	plain bio.Buffer // plaintext for the application, from SSL_read
@@ -64,11 +67,39 @@ const (
 )
 
 // NewClientEngine makes a client engine from a client Context (the C++ TLSZmq client
-// constructor). It sends its ClientHello on the first Update, Write or PutData. A Context
-// that verifies the server needs Config.ServerName to check the server's certificate against
-// (or Config.VerifyChainOnly): without it NewClientEngine fails with ErrNoServerName.
+// constructor): NewEngine with no options. It sends its ClientHello on the first Update, Write
+// or PutData. A Context that verifies the server needs Config.ServerName to check the server's
+// certificate against (or Config.VerifyChainOnly): without it NewClientEngine fails with
+// ErrNoServerName.
 func NewClientEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleClient, "", nil) // "": the Context's Config.ServerName
+	return newEngine(ctx, RoleClient, EngineOptions{})
+}
+
+// NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
+// constructor): NewEngine with no options. It waits for a ClientHello.
+func NewServerEngine(ctx *Context) (*Engine, error) {
+	return newEngine(ctx, RoleServer, EngineOptions{})
+}
+
+// EngineOptions are what one engine may have of its own beyond its Context's Config. The zero
+// value takes everything from the Context.
+type EngineOptions struct {
+	// ServerName is the name a client engine asks for (SNI) and checks the server's
+	// certificate against, instead of Config.ServerName: one Context can serve engines that
+	// talk to different servers. A server engine refuses it.
+	ServerName string
+	// NextProtos are ALPN protocols of the engine's own, preferred before the Context's
+	// Config.NextProtos: a client offers them first, a server selects them first. They never
+	// make a handshake fail by themselves: a server whose Config.NextProtos is empty takes a
+	// client that offers none of them without ALPN. The ZeroMQ layer's Client and Server
+	// give their engines ProtocolFramed here. The same bounds as Config.NextProtos apply.
+	NextProtos []string
+}
+
+// NewEngine makes an engine of the Context's role (a client or a server engine) with options
+// of its own. NewClientEngine and NewServerEngine are NewEngine without options.
+func NewEngine(ctx *Context, opts EngineOptions) (*Engine, error) {
+	return newEngine(ctx, ctx.role, opts)
 }
 
 // checksName reports whether a client Context's engines check the server's name.
@@ -80,27 +111,25 @@ func checksName(role Role, cfg *Config) bool {
 	return role == RoleClient && !cfg.InsecureSkipVerify && !cfg.VerifyChainOnly
 }
 
-// NewServerEngine makes a server engine from a server Context (the C++ TLSZmq server
-// constructor). It waits for a ClientHello.
-func NewServerEngine(ctx *Context) (*Engine, error) {
-	return newEngine(ctx, RoleServer, "", nil)
-}
-
-// newEngine makes an engine. alpn lists ALPN protocols of the engine's own in the wire format
-// (alpnWire), preferred before the Context's NextProtos: a client offers them first, a server
-// selects them first; a client that offers none of a server's own protocols is not refused
-// for it (see tz_conn_new). nil for none. C copies it during the call. A client engine without
-// a serverName takes the Config.ServerName of the C context it is made from: the Context's
+// newEngine makes an engine of role from a Context of that role. A client engine without
+// opts.ServerName takes the Config.ServerName of the C context it is made from: the Context's
 // current one (see Context.Reload), which the engine keeps.
-func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine, error) {
+func newEngine(ctx *Context, role Role, opts EngineOptions) (*Engine, error) {
 	if ctx.role != role {
 		return nil, fmt.Errorf("%w: a %v engine needs a %v Context, not a %v one", ErrInvalidConfig, role, role, ctx.role)
+	}
+	if opts.ServerName != "" && role == RoleServer {
+		return nil, fmt.Errorf("%w: EngineOptions.ServerName is for client engines", ErrInvalidConfig)
+	}
+	if err := checkProtos("EngineOptions.NextProtos", opts.NextProtos); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	h, cctx, err := ctx.slot.acquire()
 	if err != nil {
 		return nil, err
 	}
 	cfg := h.cfg
+	serverName := opts.ServerName
 	if serverName == "" && role == RoleClient {
 		serverName = cfg.ServerName
 	}
@@ -118,6 +147,7 @@ func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine
 	if checksName(role, cfg) {
 		verifyName = 1
 	}
+	alpn := alpnWire(opts.NextProtos) // C copies it during the call
 	var cerr C.tz_err
 	c := C.tz_conn_new(cctx, name, verifyName, bytesPtr(alpn), C.size_t(len(alpn)), &cerr)
 	if c == nil {
@@ -126,9 +156,15 @@ func newEngine(ctx *Context, role Role, serverName string, alpn []byte) (*Engine
 	}
 	liveConns.Add(1)
 	e := &Engine{ctx: h, c: c, role: role, debug: cfg.Debug, keyLog: cfg.KeyLogWriter, verify: cfg.VerifyConnection}
+	if verifyName != 0 {
+		e.serverName = serverName
+	}
 	e.cleanup = runtime.AddCleanup(e, freeConn, connHandle{c, h})
 	return e, nil
 }
+
+// x509HostnameMismatch is OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH.
+const x509HostnameMismatch = 62
 
 // liveConns counts the C connections made and not yet freed, for the leak tests.
 var liveConns atomic.Int64
@@ -249,22 +285,10 @@ func (e *Engine) GetData() []byte {
 // AppendData is GetData appending to dst, so that a caller can reuse one buffer.
 func (e *Engine) AppendData(dst []byte) []byte { return e.out.Take(dst) }
 
-// sendData hands the bytes GetData would return to send, without copying them, and drops them
-// once send has returned (whether it succeeded or not: the session cannot send them twice). It
-// returns how many bytes it handed over; with none it does not call send.
-func (e *Engine) sendData(send func([]byte) error) (int, error) {
-	n := e.out.Len()
-	if n == 0 {
-		return 0, nil
-	}
-	err := send(e.out.Bytes())
-	e.out.Discard(n)
-	return n, err
-}
-
-// takeData hands over the bytes GetData would return without copying them: the engine's
-// storage goes with them (give it to bio.Recycle once sent). nil when there are none.
-func (e *Engine) takeData() []byte { return e.out.Detach() }
+// TakeData is GetData without a copy: the bytes come in the engine's own storage, which
+// becomes the caller's (nil when there are none). Storage given to bio.Recycle once the bytes
+// have been sent serves a later engine's output; storage that is simply dropped is garbage.
+func (e *Engine) TakeData() []byte { return e.out.Detach() }
 
 // CanRecv reports whether Read has application data (the C++ can_recv).
 func (e *Engine) CanRecv() bool { return e.plain.Len() > 0 }
@@ -457,17 +481,17 @@ func (e *Engine) usable() error {
 	return e.err
 }
 
-// putDataInPlace is PutData for a frame the caller gives up: when nothing is left over from
-// earlier frames, its records are decrypted into the frame's own memory and the plaintext
-// returned as a slice of it, with no copy and no buffer of the engine's. Plaintext it could
-// not place there (it cannot, or the invariant did not hold) waits in the engine as after
-// PutData, for Read.
-func (e *Engine) putDataInPlace(frame []byte) ([]byte, error) {
+// PutDataInPlace is PutData for a frame the caller gives up, the engine's zero-copy path:
+// once the handshake is done, and when nothing is left over from earlier frames, its records
+// are decrypted into the frame's own memory and the plaintext returned as a slice of it, with
+// no copy and no buffer of the engine's. Plaintext it could not place there (before the
+// handshake is done, or with bytes left over) waits in the engine as after PutData, for Read.
+// The frame must not be used after the call, except through the returned slice.
+func (e *Engine) PutDataInPlace(frame []byte) ([]byte, error) {
 	if err := e.usable(); err != nil {
 		return nil, err
 	}
-	if e.err != nil || e.state&(C.TZ_HANDSHAKE_DONE|C.TZ_IN_PENDING) != C.TZ_HANDSHAKE_DONE ||
-		e.app.Len() > 0 || e.plain.Len() > 0 {
+	if e.state&(C.TZ_HANDSHAKE_DONE|C.TZ_IN_PENDING) != C.TZ_HANDSHAKE_DONE || e.app.Len() > 0 || e.plain.Len() > 0 {
 		return nil, e.PutData(frame)
 	}
 	_, placed := e.pump(frame, nil, 0, frame)
@@ -537,6 +561,9 @@ func (e *Engine) pump(in, app []byte, flags C.int, dst []byte) (written, placed 
 		ce := connError(e.c)
 		if ce.Verify != nil {
 			ce.Verify.UnverifiedChain = e.peerChain()
+			if ce.Verify.Code == x509HostnameMismatch {
+				ce.Verify.ServerName = e.serverName
+			}
 		}
 		e.err = ce
 	}

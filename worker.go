@@ -249,7 +249,7 @@ func (w *worker) feed(sess *session, payload []byte, fresh bool) {
 
 // start gives a session its engine; it reports false, the session ended, if there is none.
 func (w *worker) start(sess *session) bool {
-	e, err := newEngine(w.s.ctx, RoleServer, "", framedALPN)
+	e, err := NewEngine(w.s.ctx, EngineOptions{NextProtos: framedProtos})
 	if err != nil {
 		w.finish(sess, fmt.Errorf("no session: %w", err))
 		return false
@@ -370,7 +370,7 @@ func (w *worker) reply(sess *session, reply [][]byte) error {
 // checkHeld bounds the replies a session holds back while a deferred request waits (they go
 // out with its answer, in one frame): MaxPendingOutput beyond the largest message.
 func (w *worker) checkHeld(sess *session) error {
-	if limit := w.s.opts.MaxPendingOutput + w.s.maxFrame; sess.deferred > 0 && sess.e.out.Len() > limit {
+	if limit := w.s.opts.MaxPendingOutput + w.s.maxFrame; sess.deferred > 0 && sess.e.State().Pending > limit {
 		return overBudget("MaxPendingOutput", "more than %d bytes of replies held back behind a deferred request", limit)
 	}
 	return nil
@@ -395,7 +395,7 @@ func (w *worker) write(sess *session, reply [][]byte) error {
 // ends after it: the message goes if it can, and a failure to send it changes nothing.
 func (w *worker) flush(sess *session, last bool) {
 	sess.owed = false
-	out := sess.e.takeData()
+	out := sess.e.TakeData()
 	w.s.stats.bytesOut.Add(int64(len(out)))
 	sess.bytesOut.Add(int64(len(out)))
 	w.post(event{kind: eventSend, sess: sess, payload: out, last: last})
