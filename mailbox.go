@@ -45,6 +45,13 @@ func (m *mailbox[T]) take(spare []T) []T {
 	return items
 }
 
+// waiting reports whether anything waits to be taken.
+func (m *mailbox[T]) waiting() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items) > 0
+}
+
 // close makes later puts fail, and returns what was still waiting.
 func (m *mailbox[T]) close() []T {
 	m.mu.Lock()

@@ -277,6 +277,9 @@ type Server struct {
 	maxFrame int // the largest ZeroMQ frame accepted (ZMQ_MAXMSGSIZE)
 	workers  []*worker
 	events   *mailbox[event] // from the workers to the socket owner
+	// ownerPolls is set while the socket owner polls its sockets: a worker that puts the
+	// first event in the mailbox wakes it through the wake socket then, and only then.
+	ownerPolls atomic.Bool
 	// queuedFrames and queuedBytes count the frames given to the workers and not yet
 	// taken: past maxQueuedFrames or maxQueuedBytes a worker, the socket owner leaves the
 	// next ones in ZeroMQ's queue, so that the workers' backlog (and a session's wait for
@@ -293,6 +296,7 @@ type Server struct {
 	frames        [][]byte            // the message being received, reused
 	pendingEvents []event             // the events being done, reused
 	gave          bool                // jobs were given to workers since the last poll
+	eventTimer    *time.Timer         // awaitEvents's, reused
 	connAddr      string              // the peer address of the connection of the message being routed, if asked
 	keyBuf        []byte              // the route key of the message being routed, reused
 	outboxes      map[string]*outbox  // by connection: what waits for ZeroMQ to take it
@@ -464,6 +468,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	wakeOnly.Add(s.wake, zmq.POLLIN)
 	maxFrames, maxBytes := int64(maxQueuedFrames*len(s.workers)), int64(maxQueuedBytes*len(s.workers))
 	backlogged := func() bool { return s.queuedFrames.Load() >= maxFrames || s.queuedBytes.Load() >= maxBytes }
+	moreInput := false // the last batch stopped before the socket ran dry
 	for {
 		select {
 		case <-ctx.Done():
@@ -479,14 +484,23 @@ func (s *Server) Serve(ctx context.Context) error {
 		if backlogged() {
 			wait, p = time.Millisecond, wakeOnly
 		}
-		if s.gave {
+		if s.gave && !moreInput {
 			// The workers given jobs are ready to run, likely queued on this goroutine's
 			// processor, which a blocking poll (a cgo call) would hold for up to a
-			// scheduler tick: let them start first.
-			s.gave = false
-			runtime.Gosched()
+			// scheduler tick: let them start first, and take their answers if they come
+			// at once, without the round of system calls a wake through the poll costs.
+			// Not while the socket has more to read: that goes first.
+			s.awaitEvents(resultWait)
+		}
+		s.gave, moreInput = false, false
+		// The workers wake the owner through its wake socket only while it polls; events put
+		// before ownerPolls was set are found here (both sides check after they write).
+		s.ownerPolls.Store(true)
+		if s.events.waiting() {
+			wait = 0
 		}
 		polled, err := zmqpoll.Poll(p, wait)
+		s.ownerPolls.Store(false)
 		if err != nil {
 			s.shutdown()
 			return &OpError{Op: "serving", Endpoint: s.endpoint, Err: fmt.Errorf("polling: %w", err)}
@@ -501,12 +515,14 @@ func (s *Server) Serve(ctx context.Context) error {
 				continue
 			}
 			// Take what is queued, a bounded batch, before looking at the clock again.
+			moreInput = true // unless the socket runs dry
 			for range 256 {
 				if backlogged() {
 					break
 				}
 				frames, err := s.recv()
 				if err != nil {
+					moreInput = false
 					break
 				}
 				if frames != nil {

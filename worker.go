@@ -134,9 +134,10 @@ func (w *worker) refuse(j job) {
 	}
 }
 
-// post passes an event to the socket owner, waking it if it may be asleep.
+// post passes an event to the socket owner, waking it if it is asleep in its poll. An owner
+// that is not polling finds the event before it polls again (see Server.Serve).
 func (w *worker) post(ev event) {
-	if first, _ := w.s.events.put(ev); first && w.wake != nil {
+	if first, _ := w.s.events.put(ev); first && w.wake != nil && w.s.ownerPolls.Load() {
 		w.wake.SendBytes(nil, zmq.DONTWAIT) // a full queue means a wake is waiting already
 	}
 }
