@@ -13,6 +13,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq/internal/defaults"
+	"github.com/tlszmq/tlszmq/internal/zapauth"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -108,6 +109,19 @@ type ServerOptions struct {
 	// removed session and per dropped message, each with the peer's identity and address. Nil:
 	// the library logs nothing.
 	Logger *slog.Logger
+	// Allow and Deny restrict the peers by IP address: each entry is an address or a CIDR
+	// prefix, IPv4 or IPv6 ("192.0.2.7", "10.0.0.0/8", "2001:db8::/32"). A non-empty Allow
+	// admits only the addresses in it; Deny refuses the addresses in it, and wins over Allow
+	// (Allow 10.0.0.0/8 with Deny 10.0.0.5 admits 10.0.0.0/8 but 10.0.0.5). A peer without an
+	// IP address (ipc://) is in no list. ZeroMQ refuses the connection itself, before any
+	// message, through its ZAP authentication: each refusal is counted (Counters.RefusedByList)
+	// and logged (WARN, at most one line a second). The library runs the ZAP handler of its
+	// ZeroMQ context (zmq4's default) while a server with lists is open, so an application
+	// that runs its own there (zmq4.AuthStart) cannot use the lists: NewServer fails then.
+	// The application's other sockets are not affected: the handler admits the peers of
+	// sockets that are not a tlszmq server's (CURVE, PLAIN), as libzmq does when no handler
+	// runs. An entry that is neither an address nor a prefix makes NewServer fail too.
+	Allow, Deny []string
 }
 
 // Stats are a server's counters. They are safe to read from any goroutine. Counters has them
@@ -123,6 +137,7 @@ type Stats struct {
 	MessagesOut      int64 // application messages sent
 	Dropped          int64 // ZeroMQ messages dropped as malformed or over budget
 	BudgetExceeded   int64 // sessions ended because their peer went past a budget
+	Refused          int64 // connections refused by ServerOptions.Allow or Deny: Counters.RefusedByList says which
 }
 
 // Counters are a server's totals by reason, beside its Stats: what package
@@ -166,6 +181,10 @@ type Counters struct {
 	// BudgetExceeded counts, and each message dropped for a budget before it reached a
 	// session (an envelope past MaxEnvelopeFrames, say), which Dropped counts.
 	BudgetByKind map[string]int64
+	// RefusedByList counts the ZeroMQ connections refused by ServerOptions.Allow ("allow":
+	// not in it) and Deny ("deny": in it); the counts add up to Refused. A refused peer
+	// that reconnects is counted at each attempt.
+	RefusedByList map[string]int64
 	// HandshakeTime is how long the completed handshakes took, from the session's first
 	// frame to the handshake's end as the socket-owning goroutine sees it.
 	HandshakeTime DurationHistogram
@@ -304,6 +323,7 @@ type Server struct {
 	reasons       map[*session]string // why a notice-taking session was removed, for its notice
 	dropLogged    time.Time           // when a dropped message was last logged
 	dropsUnlogged int                 // messages dropped since
+	zap           *zapauth.Policy     // ServerOptions.Allow and Deny, or nil
 
 	mu       sync.Mutex
 	started  bool // Serve has run, or Close has closed the socket without it
@@ -346,7 +366,14 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	policy, err := newZAPPolicy(o.Allow, o.Deny, o.Logger)
+	if err != nil {
+		return nil, err
+	}
 	sock, err := newSocket(zmq.ROUTER, "", o.MaxMessageSize)
+	if err == nil && policy != nil {
+		err = attachZAP(policy, sock) // before the socket binds or connects
+	}
 	if err == nil {
 		// A reply to a peer that is gone fails instead of vanishing.
 		err = sock.SetRouterMandatory(1)
@@ -382,12 +409,17 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		if s.wake != nil {
 			s.wake.Close()
 		}
+		policy.Release() // after the socket closed; nil without lists
 		return nil, &OpError{Op: "serving", Endpoint: endpoint, Err: err}
 	}
 	if !o.Connect {
 		if last, err := sock.GetLastEndpoint(); err == nil {
 			s.endpoint = last
 		}
+	}
+	if policy != nil {
+		s.zap = policy
+		policy.SetName(s.endpoint)
 	}
 	for i := range o.Workers {
 		s.workers = append(s.workers, &worker{s: s, id: i, jobs: newMailbox[job](), done: make(chan struct{})})
@@ -407,7 +439,7 @@ func (s *Server) Stats() Stats {
 		HandshakesFailed: sum(s.stats.failed[:]), Removed: sum(s.stats.removed[:]),
 		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
 		MessagesIn: s.stats.messagesIn.Load(), MessagesOut: s.stats.messagesOut.Load(),
-		Dropped: s.stats.dropped.Load(), BudgetExceeded: s.stats.budget.Load(),
+		Dropped: s.stats.dropped.Load(), BudgetExceeded: s.stats.budget.Load(), Refused: zapauth.Total(s.zap.Refused()),
 	}
 }
 
@@ -422,6 +454,7 @@ func (s *Server) Counters() Counters {
 		FailedByCause:       make(map[string]int64, numFailCauses),
 		RemovedByCause:      make(map[string]int64, numRemoveCauses),
 		BudgetByKind:        make(map[string]int64, numBudgetKinds),
+		RefusedByList:       make(map[string]int64, zapauth.NumLists),
 		HandshakeTime:       s.stats.hsTime.snapshot(),
 	}
 	for i, v := range tlsVersions {
@@ -438,6 +471,9 @@ func (s *Server) Counters() Counters {
 	}
 	for i := range s.stats.budgetBy {
 		c.BudgetByKind[budgetKind(i).String()] = s.stats.budgetBy[i].Load()
+	}
+	for i, n := range s.zap.Refused() {
+		c.RefusedByList[zapauth.List(i).String()] = n
 	}
 	return c
 }
@@ -551,7 +587,7 @@ func (s *Server) Close() error {
 			}
 		}
 		s.wake.Close()
-		return s.sock.Close()
+		return s.closeSocket()
 	}
 	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
@@ -601,5 +637,5 @@ func (s *Server) shutdown() error {
 	s.takeEvents()
 	s.unblock()
 	s.wake.Close()
-	return s.sock.Close()
+	return s.closeSocket()
 }

@@ -23,6 +23,8 @@
 //	                                         MaxParts, MaxMessagesPerFrame, MaxPendingOutput,
 //	                                         MaxEnvelopeFrames, MaxKeyUpdates, MaxRecordsPerPump
 //	tlszmq_dropped_messages_total            ZeroMQ messages dropped before any session
+//	tlszmq_connections_refused_total{list}   ZeroMQ connections refused by the server's
+//	                                         ServerOptions.Allow ("allow") or Deny ("deny")
 //
 // tlszmq.Counters documents each cause and kind. Every label value of the fixed sets is
 // exported from the first scrape on, at zero until it happens.
@@ -67,6 +69,7 @@ func NewCollector(srv *tlszmq.Server, opts ...Option) prometheus.Collector {
 	c.removed = desc("tlszmq_sessions_removed_total", "Sessions removed, by cause.", "cause")
 	c.budget = desc("tlszmq_budget_exceeded_total", "Budget violations by the option that bounds them.", "kind")
 	c.dropped = desc("tlszmq_dropped_messages_total", "ZeroMQ messages dropped before reaching a session (malformed, or over a budget).")
+	c.refused = desc("tlszmq_connections_refused_total", "ZeroMQ connections refused by the server's allow or deny list, by list.", "list")
 	return c
 }
 
@@ -75,12 +78,12 @@ type collector struct {
 	srv    *tlszmq.Server
 	labels prometheus.Labels
 
-	sessions, handshakes, failures, duration, bytes, messages, removed, budget, dropped *prometheus.Desc
+	sessions, handshakes, failures, duration, bytes, messages, removed, budget, dropped, refused *prometheus.Desc
 }
 
 // Describe sends the descriptions of every metric.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.handshakes, c.failures, c.duration, c.bytes, c.messages, c.removed, c.budget, c.dropped} {
+	for _, d := range []*prometheus.Desc{c.sessions, c.handshakes, c.failures, c.duration, c.bytes, c.messages, c.removed, c.budget, c.dropped, c.refused} {
 		ch <- d
 	}
 }
@@ -111,6 +114,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.budget, v, kind)
 	}
 	counter(c.dropped, n.Dropped)
+	for list, v := range n.RefusedByList {
+		counter(c.refused, v, list)
+	}
 }
 
 // histogram turns a DurationHistogram into a Prometheus histogram in seconds, its buckets

@@ -79,6 +79,14 @@ tlszmq_sessions 0
 	if n, err := testutil.GatherAndCount(reg, "tlszmq_sessions_removed_total", "tlszmq_budget_exceeded_total", "tlszmq_handshake_failures_total"); err != nil || n != 9+7+7 {
 		t.Errorf("%d series of removals, budgets and failures before any traffic (%v): want every cause and kind, 23", n, err)
 	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP tlszmq_connections_refused_total ZeroMQ connections refused by the server's allow or deny list, by list.
+# TYPE tlszmq_connections_refused_total counter
+tlszmq_connections_refused_total{list="allow"} 0
+tlszmq_connections_refused_total{list="deny"} 0
+`), "tlszmq_connections_refused_total"); err != nil {
+		t.Error(err)
+	}
 
 	request(t, srv.Endpoint())
 	for deadline := time.Now().Add(10 * time.Second); srv.Stats().Removed < 1; time.Sleep(10 * time.Millisecond) {
@@ -117,7 +125,8 @@ tlszmq_dropped_messages_total 0
 		got[f.GetName()] = f
 	}
 	for _, name := range []string{"tlszmq_sessions", "tlszmq_handshakes_total", "tlszmq_handshake_failures_total", "tlszmq_handshake_duration_seconds",
-		"tlszmq_bytes_total", "tlszmq_messages_total", "tlszmq_sessions_removed_total", "tlszmq_budget_exceeded_total", "tlszmq_dropped_messages_total"} {
+		"tlszmq_bytes_total", "tlszmq_messages_total", "tlszmq_sessions_removed_total", "tlszmq_budget_exceeded_total", "tlszmq_dropped_messages_total",
+		"tlszmq_connections_refused_total"} {
 		if got[name] == nil {
 			t.Errorf("%s is not gathered", name)
 		}

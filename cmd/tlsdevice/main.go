@@ -39,6 +39,17 @@
 //	                                 one, or is refused while all are busy
 //	-idle                    5m      originate: an upstream session unused this long is closed
 //
+// -allow and -deny restrict the clients by IP address, in every mode, on the side that accepts
+// them: the frontend (pass: the ROUTER of the TLS clients; terminate: the TLS server, as
+// tlszmq.ServerOptions.Allow and Deny; originate: the ROUTER of the plaintext clients, which
+// binds loopback by default, where the lists narrow down who speaks with the device's client
+// certificate). The backend takes no list. Each flag takes addresses and CIDR prefixes, IPv4
+// or IPv6, comma-separated, and may be repeated. With -allow only the addresses listed
+// connect; -deny refuses those listed, and wins over -allow. ZeroMQ refuses the connection
+// before any message (its ZAP authentication); each refusal is logged (WARN "tlszmq:
+// connection refused", with the address and the list, at most one line a second) and, in
+// terminate mode, counted (tlszmq_connections_refused_total, with -metrics).
+//
 // -metrics 127.0.0.1:9464 (terminate mode) serves the Prometheus metrics of the device's TLS
 // server (package github.com/tlszmq/tlszmq/metrics, with the Go runtime's and the process's)
 // over HTTP at http://127.0.0.1:9464/metrics, from before the first client is served until
@@ -105,6 +116,11 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 	verbose := fs.Bool("v", false, "terminate/originate: print the DEBUG trace of bytes through the BIOs, on stderr")
 	metricsAddr := fs.String("metrics", "", "terminate: serve the TLS server's Prometheus metrics over HTTP at host:port, path /metrics\n"+
 		"(e.g. 127.0.0.1:9464; port 0: any free port)")
+	var allow, deny cli.AddrList
+	fs.Var(&allow, "allow", "all modes: admit only clients from these IP `addresses` or CIDR prefixes on the frontend (comma-separated,\n"+
+		"repeatable; e.g. 10.0.0.0/8,::1); the others are refused when they connect")
+	fs.Var(&deny, "deny", "all modes: refuse clients from these IP `addresses` or CIDR prefixes on the frontend (comma-separated,\n"+
+		"repeatable); wins over -allow")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	lf := cli.AddLogFlags(fs, true)
 	if err := cli.Parse(fs, args, stderr); err != nil {
@@ -122,7 +138,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 		return cli.Usagef("-timeout and -idle must be positive")
 	}
 	lim := device.Limits{MaxClients: *maxClients, MaxClientsPerConn: *perConn, MaxBackends: *maxBackends, MaxEnvelope: *maxEnvelope,
-		MaxPending: *maxPending, MaxPendingPerClient: *perClient, MaxSessions: *maxSessions, Timeout: *timeout, IdleTimeout: *idle}
+		MaxPending: *maxPending, MaxPendingPerClient: *perClient, MaxSessions: *maxSessions, Timeout: *timeout, IdleTimeout: *idle,
+		Allow: allow, Deny: deny} // on the frontend, in every mode
 	if *mode != "pass" && *mode != "terminate" && *mode != "originate" {
 		return cli.Usagef("-mode %q: want pass, terminate or originate", *mode)
 	}
@@ -187,7 +204,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 			}
 			defer metricsLn.Close()
 		}
-		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log}, lim)
+		d, err := device.NewTerminate(tctx, *frontend, *backend, tlszmq.ServerOptions{Logger: log}, lim) // lim's Allow and Deny go to the server
 		if err != nil {
 			return err
 		}

@@ -39,7 +39,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		}
 	}
 	for _, f := range []string{"-version", "-mode", "-frontend", "-backend", "-upstream", "-pin", "-max-clients", "-max-clients-per-conn",
-		"-max-backends", "-max-envelope", "-max-pending", "-max-pending-per-client", "-max-sessions", "-idle", "-timeout", "-v"} {
+		"-max-backends", "-max-envelope", "-max-pending", "-max-pending-per-client", "-max-sessions", "-idle", "-timeout", "-v", "-allow", "-deny"} {
 		if !regexp.MustCompile(`(?m)^  ` + f + `\s`).MatchString(help) {
 			t.Errorf("-h does not document %s", f)
 		}

@@ -14,6 +14,13 @@
 // and expiry, or "reload refused", with the reason: a file that does not load leaves the old
 // configuration in place. The session ticket key is kept unless -ticket-key names one.
 //
+// -allow and -deny restrict the clients by IP address (ServerOptions.Allow and Deny): each
+// takes addresses and CIDR prefixes, IPv4 or IPv6, comma-separated, and may be repeated. With
+// -allow only the addresses listed connect; -deny refuses those listed, and wins over -allow.
+// ZeroMQ refuses the connection before any message (its ZAP authentication, under the NULL
+// mechanism); each refusal is logged (WARN, with the address and the list, at most one line a
+// second) and counted in the metrics (tlszmq_connections_refused_total).
+//
 // -metrics 127.0.0.1:9464 serves the server's Prometheus metrics (package
 // github.com/tlszmq/tlszmq/metrics, with the Go runtime's and the process's) over HTTP at
 // http://127.0.0.1:9464/metrics, from before the first client is served until exit; port 0
@@ -62,6 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	maxPending := fs.Int("max-pending-output", 4<<20, "most bytes of replies kept for a peer that does not read them")
 	maxKeyUpdates := fs.Int("max-key-updates", tlszmq.DefaultMaxKeyUpdates, "most TLS 1.3 KeyUpdate messages in one incoming frame")
 	maxRecords := fs.Int("max-records", tlszmq.DefaultMaxRecordsPerPump, "most TLS records in one incoming frame, beyond one per 16 KiB of it")
+	var allow, deny cli.AddrList
+	fs.Var(&allow, "allow", "admit only clients from these IP `addresses` or CIDR prefixes (comma-separated, repeatable;\n"+
+		"e.g. 10.0.0.0/8,::1); the others are refused when they connect")
+	fs.Var(&deny, "deny", "refuse clients from these IP `addresses` or CIDR prefixes (comma-separated, repeatable); wins over -allow")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics over HTTP at host:port, path /metrics (e.g. 127.0.0.1:9464; port 0: any free port)")
 	tf := cli.AddTLSFlags(fs, tlszmq.RoleServer, "server.crt", "server.key")
 	if err := cli.Parse(fs, args, stderr); err != nil {
@@ -130,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Connect: *connect, MaxSessions: *maxSessions, HandshakeTimeout: *hsTimeout,
 		IdleTimeout: *idleTimeout, MaxMessageSize: *maxMsg, MaxHalfOpen: *maxHalfOpen, MaxParts: *maxParts,
 		MaxMessagesPerFrame: *maxPerFrame, MaxEnvelopeFrames: *maxEnvelope, MaxPendingOutput: *maxPending,
-		Logger: log,
+		Logger: log, Allow: allow, Deny: deny,
 	})
 	if err != nil {
 		return err

@@ -50,6 +50,15 @@ type Limits struct {
 	// IdleTimeout closes an upstream session unused for that long (originate): its goroutine
 	// ends and its socket is closed, after close_notify. Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// Allow and Deny restrict the clients by IP address on the client-facing socket (pass:
+	// the frontend ROUTER; originate: the plaintext frontend; terminate: the TLS server,
+	// added to its ServerOptions.Allow and Deny), as tlszmq.ServerOptions.Allow and Deny do:
+	// each entry is an address or a CIDR prefix, IPv4 or IPv6; a non-empty Allow admits only
+	// the addresses in it, Deny refuses those in it and wins over Allow. ZeroMQ refuses the
+	// connection before any message (ZAP, package internal/zapauth); each refusal is counted
+	// and logged (WARN "tlszmq: connection refused", at most one line a second). Empty: every
+	// client connects. A bad entry makes the constructor fail.
+	Allow, Deny []string
 }
 
 // The defaults of Limits.

@@ -11,6 +11,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/tlszmq/tlszmq/internal/zapauth"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq"
@@ -36,6 +37,7 @@ import (
 type Originate struct {
 	front    *zmq.Socket
 	frontEP  string
+	policy   *zapauth.Policy // Limits.Allow and Deny on front, or nil
 	upstream string
 	tctx     *tlszmq.Context
 	lim      Limits
@@ -80,11 +82,12 @@ type result struct {
 // NewOriginate binds the plaintext frontend; sessions towards upstream use the client Context.
 func NewOriginate(tctx *tlszmq.Context, frontend, upstream string, lim Limits, log *slog.Logger) (*Originate, error) {
 	lim = lim.withDefaults()
-	front, frontEP, err := newRouter(frontend, true)
+	log = logger(log)
+	front, frontEP, policy, err := newFrontend(frontend, true, lim, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &Originate{front: front, frontEP: frontEP, upstream: upstream, tctx: tctx, lim: lim, log: logger(log),
+	d := &Originate{front: front, frontEP: frontEP, policy: policy, upstream: upstream, tctx: tctx, lim: lim, log: log,
 		clients: map[string]*list.Element{}, lru: list.New(), results: make(chan result, 1024),
 		slots: make(chan struct{}, lim.MaxSessions)}
 	d.limit = NewLogLimiter(d.log)
@@ -93,6 +96,9 @@ func NewOriginate(tctx *tlszmq.Context, frontend, upstream string, lim Limits, l
 
 // Endpoint returns the bound frontend endpoint.
 func (d *Originate) Endpoint() string { return d.frontEP }
+
+// Refused returns how many plaintext client connections Limits.Allow and Deny refused.
+func (d *Originate) Refused() int64 { return zapauth.Total(d.policy.Refused()) }
 
 // Sessions returns how many upstream clients the device holds.
 func (d *Originate) Sessions() int { return int(d.sessions.Load()) }
@@ -104,7 +110,7 @@ func (d *Originate) Goroutines() int { return int(d.goroutines.Load()) }
 // Run forwards until ctx ends; then every upstream session is closed with close_notify and
 // every goroutine has ended before it returns.
 func (d *Originate) Run(ctx context.Context) error {
-	defer d.front.Close()
+	defer closeRouter(d.front, d.policy)
 	defer func() {
 		for e := d.lru.Front(); e != nil; e = d.lru.Front() {
 			d.drop(e.Value.(*upstreamClient))

@@ -9,6 +9,7 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/tlszmq/tlszmq/internal/zapauth"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 
 	"github.com/tlszmq/tlszmq/internal/routekey"
@@ -30,6 +31,7 @@ import (
 type PassThrough struct {
 	front, back     *zmq.Socket
 	frontEP, backEP string
+	policy          *zapauth.Policy // Limits.Allow and Deny on front, or nil
 	pin             bool
 	lim             Limits
 	pins            *pins
@@ -47,14 +49,15 @@ func NewPassThrough(frontend, backend string, pin bool, maxClients int, log *slo
 // NewPassThroughLimits is NewPassThrough with every limit of the pin table given.
 func NewPassThroughLimits(frontend, backend string, pin bool, lim Limits, log *slog.Logger) (*PassThrough, error) {
 	lim = lim.withDefaults()
-	front, frontEP, err := newRouter(frontend, pin)
+	log = logger(log)
+	front, frontEP, policy, err := newFrontend(frontend, pin, lim, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &PassThrough{front: front, frontEP: frontEP, pin: pin, lim: lim, log: logger(log)}
+	d := &PassThrough{front: front, frontEP: frontEP, policy: policy, pin: pin, lim: lim, log: log}
 	d.limit = NewLogLimiter(d.log)
 	if pin {
-		d.back, d.backEP, err = newRouter(backend, true)
+		d.back, d.backEP, err = newRouter(backend, true, nil)
 		d.pins = newPins(lim)
 	} else {
 		d.back, err = zmq.NewSocket(zmq.DEALER)
@@ -77,7 +80,7 @@ func NewPassThroughLimits(frontend, backend string, pin bool, lim Limits, log *s
 		}
 	}
 	if err != nil {
-		front.Close()
+		closeRouter(front, policy)
 		if d.back != nil {
 			d.back.Close()
 		}
@@ -91,7 +94,7 @@ func (d *PassThrough) Endpoints() (frontend, backend string) { return d.frontEP,
 
 // Run forwards until ctx ends, then closes the sockets.
 func (d *PassThrough) Run(ctx context.Context) error {
-	defer d.front.Close()
+	defer closeRouter(d.front, d.policy)
 	defer d.back.Close()
 	if !d.pin {
 		return d.proxy(ctx)
@@ -217,6 +220,9 @@ func (d *PassThrough) toFrontend(msg [][]byte) {
 		d.limit.Info("tlsdevice: reply to a client that is gone dropped", "client", printable(string(msg[1])), "reason", err)
 	}
 }
+
+// Refused returns how many client connections Limits.Allow and Deny refused.
+func (d *PassThrough) Refused() int64 { return zapauth.Total(d.policy.Refused()) }
 
 // Backends returns how many pinned servers have announced themselves (0 without Pin).
 func (d *PassThrough) Backends() int { return int(d.backends.Load()) }

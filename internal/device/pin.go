@@ -13,6 +13,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zapauth"
 )
 
 // pins assigns each client (by route key) to one backend peer (by routing id), taking the
@@ -149,13 +151,47 @@ func (p *pins) len() int { return p.lru.Len() }
 // is as deep as a tlszmq server's.
 const queueDepth = 100000
 
+// newFrontend makes a device's client-facing ROUTER (newRouter), with the policy of
+// lim.Allow and lim.Deny attached before it binds (nil without lists), refusals logged to log.
+// Whoever closes the socket releases the policy after it (closeRouter).
+func newFrontend(endpoint string, mandatory bool, lim Limits, log *slog.Logger) (*zmq.Socket, string, *zapauth.Policy, error) {
+	policy, err := zapauth.NewPolicy(lim.Allow, lim.Deny, log)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("device: Limits.%w", err)
+	}
+	s, bound, err := newRouter(endpoint, mandatory, policy)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if policy != nil {
+		policy.SetName(bound)
+	}
+	return s, bound, policy, nil
+}
+
+// closeRouter closes a socket, then takes its lists (policy, nil if none) from the ZAP
+// handler: in that order, so that the socket never asks a handler that is gone (libzmq admits
+// a peer when no handler answers under NULL).
+func closeRouter(s *zmq.Socket, policy *zapauth.Policy) error {
+	err := s.Close()
+	policy.Release() // nil without lists
+	return err
+}
+
 // newRouter makes a ROUTER that binds endpoint. A mandatory one reports sends to peers that
 // are gone (EHOSTUNREACH) instead of dropping them; libzmq's proxy stops at such an error, so
-// the proxy's sockets are not mandatory.
-func newRouter(endpoint string, mandatory bool) (*zmq.Socket, string, error) {
+// the proxy's sockets are not mandatory. A policy (nil: none) is attached before the socket
+// binds; on failure the socket is closed and the policy released.
+func newRouter(endpoint string, mandatory bool, policy *zapauth.Policy) (*zmq.Socket, string, error) {
 	s, err := zmq.NewSocket(zmq.ROUTER)
 	if err != nil {
 		return nil, "", err
+	}
+	if policy != nil {
+		if err := policy.Attach(s); err != nil {
+			closeRouter(s, policy)
+			return nil, "", fmt.Errorf("device: Allow and Deny on %s: %w", endpoint, err)
+		}
 	}
 	if err = s.SetLinger(500 * time.Millisecond); err == nil && mandatory {
 		err = s.SetRouterMandatory(1)
@@ -167,7 +203,7 @@ func newRouter(endpoint string, mandatory bool) (*zmq.Socket, string, error) {
 		err = s.Bind(endpoint)
 	}
 	if err != nil {
-		s.Close()
+		closeRouter(s, policy)
 		return nil, "", fmt.Errorf("binding %s: %w", endpoint, err)
 	}
 	bound, err := s.GetLastEndpoint()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,16 +127,20 @@ const backendBatch = 256
 
 // NewTerminate binds the TLS frontend (a tlszmq.Server on ctx) and the plaintext backend.
 // lim bounds the pin table and the requests waiting for workers; opts.MaxSessions and
-// opts.MaxEnvelopeFrames, if zero, are lim.MaxClients and lim.MaxEnvelope.
+// opts.MaxEnvelopeFrames, if zero, are lim.MaxClients and lim.MaxEnvelope. lim.Allow and
+// lim.Deny are added to opts.Allow and opts.Deny: the server enforces them, and counts their
+// refusals in its Counters.
 func NewTerminate(ctx *tlszmq.Context, frontend, backend string, opts tlszmq.ServerOptions, lim Limits) (*Terminate, error) {
 	lim = lim.withDefaults()
+	opts.Allow = append(slices.Clip(opts.Allow), lim.Allow...)
+	opts.Deny = append(slices.Clip(opts.Deny), lim.Deny...)
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = lim.MaxClients
 	}
 	if opts.MaxEnvelopeFrames <= 0 {
 		opts.MaxEnvelopeFrames = lim.MaxEnvelope // the server drops longer envelopes as they arrive
 	}
-	back, backEP, err := newRouter(backend, true)
+	back, backEP, err := newRouter(backend, true, nil)
 	if err != nil {
 		return nil, err
 	}

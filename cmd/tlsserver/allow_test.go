@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/cli"
+	"github.com/tlszmq/tlszmq/internal/syncbuf"
+)
+
+// -allow and -deny reach the server: a client from 127.0.0.1 is answered, one whose
+// connection comes from 127.0.0.2 is refused (its request times out) and the log names it.
+func TestAllowDenyFlags(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		list string
+	}{
+		{"allow", []string{"-allow", "192.0.2.1, 127.0.0.1", "-allow", "::1"}, "allow"},
+		{"deny", []string{"-deny", "10.0.0.0/8", "-deny", "127.0.0.2/32,2001:db8::/32"}, "deny"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := ln.Addr().(*net.TCPAddr).Port
+			ln.Close()
+			endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+			ctx, cancel := context.WithCancel(context.Background())
+			var stdout syncbuf.Buffer
+			stderr := &syncbuf.Buffer{}
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, append([]string{"-endpoint", endpoint, "-q",
+					"-cert", "../../testdata/certs/server.crt", "-key", "../../testdata/certs/server.key"}, c.args...), &stdout, stderr)
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			tctx, err := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{CAFile: "../../testdata/certs/ca.crt", ServerName: "localhost"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tctx.Close()
+			ask := func(source string, timeout time.Duration) error {
+				c, err := tlszmq.NewClient(tctx, fmt.Sprintf("tcp://%s:0;127.0.0.1:%d", source, port), &tlszmq.ClientOptions{Timeout: timeout})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				_, err = c.Request(context.Background(), []byte("hello world!"))
+				return err
+			}
+			if err := ask("127.0.0.1", 10*time.Second); err != nil {
+				t.Fatalf("a client from 127.0.0.1: %v; stderr:\n%s", err, stderr.String())
+			}
+			if err := ask("127.0.0.2", 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
+				t.Fatalf("a client from 127.0.0.2: %v, want a timeout (refused)", err)
+			}
+			re := regexp.MustCompile(`(?m)^tlsserver: time=.* level=WARN msg="tlszmq: connection refused" .*address=127\.0\.0\.2 list=` + c.list + ` `)
+			deadline := time.Now().Add(5 * time.Second)
+			for !re.MatchString(stderr.String()) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no log line refuses 127.0.0.2 by -%s; stderr:\n%s", c.list, stderr.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if strings.Contains(stderr.String(), "address=127.0.0.1 list=") {
+				t.Errorf("127.0.0.1 refused; stderr:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// A bad entry is bad use, naming it, before anything is bound; -h documents the flags.
+func TestAllowDenyBadUse(t *testing.T) {
+	for _, args := range [][]string{{"-allow", "127.0.0.1,bogus"}, {"-deny", "10.0.0.0/40"}, {"-deny", "fe80::1%lo"}} {
+		var stdout, stderr bytes.Buffer
+		code := cli.Exit("tlsserver", run(context.Background(), args, &stdout, &stderr), &stdout, &stderr)
+		bad := args[1][strings.LastIndexByte(args[1], ',')+1:]
+		if code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), bad) {
+			t.Errorf("%q: exit %d, stderr %q: want 2 and one line naming %q", args, code, stderr.String(), bad)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	cli.Exit("tlsserver", run(context.Background(), []string{"-h"}, &stdout, &stderr), &stdout, &stderr)
+	for _, f := range []string{"-allow", "-deny"} {
+		if !regexp.MustCompile(`(?m)^  ` + f + ` addresses\n\s+\S`).MatchString(stderr.String()) {
+			t.Errorf("-h does not document %s:\n%s", f, stderr.String())
+		}
+	}
+}
