@@ -10,7 +10,8 @@ GO        ?= go
 export PATH := $(PATH):/usr/local/go/bin
 
 # Debian packages the build and the tests need.
-APT_PKGS  := libzmq3-dev libssl-dev openssl pkg-config gcc g++ cppzmq-dev make dpkg-dev perl valgrind iproute2 tshark
+APT_PKGS  := libzmq3-dev libssl-dev openssl pkg-config gcc g++ cppzmq-dev make dpkg-dev perl valgrind iproute2 tshark \
+             softhsm2 libengine-pkcs11-openssl
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Where testdata/fips/build.sh keeps the FIPS provider it builds.

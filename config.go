@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"slices"
+	"strings"
 )
 
 // TLS versions, with the same values as crypto/tls uses.
@@ -99,8 +101,37 @@ type Config struct {
 	CertFile, KeyFile string
 	CertPEM, KeyPEM   []byte
 	// KeyPassword decrypts an encrypted private key. Without it such a key fails with an
-	// error that says so; OpenSSL never asks for a password on the terminal.
+	// error that says so; OpenSSL never asks for a password on the terminal. With KeyURI it
+	// is the token's PIN.
 	KeyPassword string
+
+	// KeyURI names a private key kept in a hardware security module (HSM) or token, by its
+	// PKCS#11 URI (RFC 7512), in place of KeyFile or KeyPEM:
+	// "pkcs11:token=tlszmq;object=server;type=private". The key never leaves the module: it
+	// is loaded, and signs the handshakes, through OpenSSL's pkcs11 ENGINE (libp11, Debian's
+	// libengine-pkcs11-openssl), which must be installed. The certificate comes from
+	// CertFile or CertPEM, and must match the key: the module gives the key's public half,
+	// which is checked against the certificate when the Context is made (or reloaded).
+	//
+	// The PIN is KeyPassword; a pin-value attribute in the URI ("...;type=private?pin-value=
+	// 1234") overrides it. Keeping it in KeyPassword keeps it out of the URI, which errors
+	// quote (with pin-value hidden). Without a PIN the login fails: OpenSSL never asks on the
+	// terminal. PKCS#11 logs a process into a token once: after one key of a token has loaded,
+	// the token is not asked for the PIN again by that process.
+	//
+	// The PKCS#11 module, the HSM vendor's library, is named in the URI by the module-path
+	// query attribute, which RFC 7512 defines for this ("...?module-path=/usr/lib/softhsm/
+	// libsofthsm2.so", percent-encoded where needed): one string says everything, in a
+	// Config as on a command line (-key pkcs11:...). Without it, libp11 takes the
+	// PKCS11_MODULE_PATH environment variable, else p11-kit-proxy (the modules p11-kit is
+	// configured with). A process loads one PKCS#11 module: once a key has been loaded from
+	// one, a Context that names another is refused. Of the other query attributes, pin-value
+	// is taken, and module-name refused (name the module with module-path).
+	//
+	// With FIPS, the Context's TLS cryptography runs on the FIPS provider as usual, while the
+	// operations with the private key (the handshake's signatures) run in the module, which a
+	// FIPS shop has validated itself (FIPS 140 level 2 or 3 HSMs are): see docs/FIPS.md.
+	KeyURI string
 
 	// CAFile (a PEM bundle), CADir (an OpenSSL hashed directory) and CAPEM (PEM bytes) hold
 	// the certificates that peers are verified against. A client with none of them uses the
@@ -343,7 +374,18 @@ func (c *Config) check(role Role) error {
 	if c.KeyFile != "" && c.KeyPEM != nil {
 		return bad("both KeyFile and KeyPEM are set")
 	}
-	hasCert, hasKey := c.CertFile != "" || c.CertPEM != nil, c.KeyFile != "" || c.KeyPEM != nil
+	if c.KeyURI != "" {
+		if c.KeyFile != "" || c.KeyPEM != nil {
+			return bad("KeyURI and KeyFile or KeyPEM are set: the private key comes from one of them")
+		}
+		if _, err := parseKeyURI(c.KeyURI); err != nil {
+			return bad("KeyURI: %v", err)
+		}
+		if c.CertFile == "" && c.CertPEM == nil {
+			return bad("KeyURI needs its certificate in CertFile or CertPEM")
+		}
+	}
+	hasCert, hasKey := c.CertFile != "" || c.CertPEM != nil, c.KeyFile != "" || c.KeyPEM != nil || c.KeyURI != ""
 	if hasCert != hasKey {
 		return bad("a certificate needs its private key and a key its certificate (CertFile/CertPEM with KeyFile/KeyPEM)")
 	}
@@ -368,15 +410,8 @@ func (c *Config) check(role Role) error {
 	if c.MaxKeyUpdates < 0 {
 		return bad("MaxKeyUpdates %d is negative (0 for the default, %d)", c.MaxKeyUpdates, DefaultMaxKeyUpdates)
 	}
-	wire := 0
-	for i, p := range c.NextProtos {
-		if len(p) == 0 || len(p) > maxALPNName {
-			return bad("NextProtos[%d] %.40q has %d bytes (an ALPN protocol name has 1 to %d)", i, p, len(p), maxALPNName)
-		}
-		wire += 1 + len(p)
-	}
-	if wire > maxALPNList {
-		return bad("NextProtos takes %d bytes in ALPN's encoding, more than the %d an ALPN list holds", wire, maxALPNList)
+	if err := checkProtos("NextProtos", c.NextProtos); err != nil {
+		return bad("%v", err)
 	}
 	if c.ClientAuth < NoClientCert || c.ClientAuth > RequireAndVerifyClientCert {
 		return bad("ClientAuth %v is unknown", c.ClientAuth)
@@ -393,4 +428,88 @@ func (c *Config) check(role Role) error {
 		}
 	}
 	return nil
+}
+
+// keyURI is a Config.KeyURI taken apart for the engine.
+type keyURI struct {
+	engine string // the URI the pkcs11 engine is given: without module-path, which libp11 refuses, and without pin-value
+	shown  string // the URI as errors quote it: pin-value hidden, module-path kept
+	module string // module-path, percent-decoded; "" for libp11's default
+	pin    string // pin-value, percent-decoded: given to the engine apart from the URI
+	hasPIN bool   // the URI gives a PIN (pin-value or pin-source)
+}
+
+// parseKeyURI takes a PKCS#11 URI apart: its path (token=...;object=...), then after "?" its
+// query attributes, separated by "&" (RFC 7512). Two attributes are taken out of the URI the
+// engine gets: module-path, which libp11 0.4.12 refuses (it is set as the engine's
+// MODULE_PATH), and pin-value, which libp11 would print with the URI on its standard error
+// when a load fails (it is given to the engine as its PIN). pin-source stays: libp11 reads the
+// file it names.
+func parseKeyURI(uri string) (keyURI, error) {
+	var k keyURI
+	rest, ok := strings.CutPrefix(uri, "pkcs11:")
+	if !ok {
+		return k, errors.New(`not a PKCS#11 URI: it must start with "pkcs11:" (RFC 7512), e.g. "pkcs11:token=t;object=k;type=private" (a key file goes in KeyFile)`)
+	}
+	path, query, hasQuery := strings.Cut(rest, "?")
+	var kept, shown []string   // the path's attributes
+	var qkept, qshown []string // the query's
+	take := func(a string, kept, shown *[]string) error {
+		name, value, _ := strings.Cut(a, "=")
+		switch name {
+		case "pin-value":
+			if k.pin != "" {
+				return errors.New("pin-value is given twice")
+			}
+			pin, err := url.PathUnescape(value)
+			if err != nil || pin == "" {
+				return errors.New("pin-value is empty or not percent-encoded")
+			}
+			k.pin, k.hasPIN = pin, true
+			*shown = append(*shown, "pin-value=***")
+			return nil
+		case "pin-source":
+			k.hasPIN = true
+		}
+		*kept = append(*kept, a)
+		*shown = append(*shown, a)
+		return nil
+	}
+	for _, a := range strings.Split(path, ";") {
+		if err := take(a, &kept, &shown); err != nil {
+			return k, err
+		}
+	}
+	if hasQuery {
+		for _, a := range strings.Split(query, "&") {
+			name, value, _ := strings.Cut(a, "=")
+			switch name {
+			case "module-path":
+				if k.module != "" {
+					return k, errors.New("module-path is given twice")
+				}
+				m, err := url.PathUnescape(value)
+				if err != nil || m == "" {
+					return k, fmt.Errorf("module-path %q is not a percent-encoded path", value)
+				}
+				k.module = m
+				qshown = append(qshown, a)
+			case "module-name":
+				return k, errors.New("module-name is not supported: name the PKCS#11 module with module-path=/path/to/module.so")
+			default:
+				if err := take(a, &qkept, &qshown); err != nil {
+					return k, err
+				}
+			}
+		}
+	}
+	join := func(path, query []string) string {
+		u := "pkcs11:" + strings.Join(path, ";")
+		if len(query) > 0 {
+			u += "?" + strings.Join(query, "&")
+		}
+		return u
+	}
+	k.engine, k.shown = join(kept, qkept), join(shown, qshown)
+	return k, nil
 }

@@ -298,6 +298,16 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 	cc.cert_file = cstr(cfg.CertFile)
 	cc.key_file = cstr(cfg.KeyFile)
 	cc.key_password = cstr(cfg.KeyPassword)
+	var uri keyURI
+	if cfg.KeyURI != "" {
+		uri, _ = parseKeyURI(cfg.KeyURI) // cfg.check has refused a URI that does not parse
+		cc.key_uri = cstr(uri.engine)
+		cc.key_uri_name = cstr(uri.shown)
+		cc.key_module = cstr(modulePath(uri.module))
+		if uri.pin != "" {
+			cc.key_password = cstr(uri.pin) // the URI's pin-value overrides KeyPassword
+		}
+	}
 	cc.ca_file = cstr(cfg.CAFile)
 	cc.ca_dir = cstr(cfg.CADir)
 	cc.crl_file = cstr(cfg.CRLFile)
@@ -324,7 +334,10 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 		if cfg.FIPS && e.kind == nil && isFIPSStep(e.Op) {
 			e.kind = ErrFIPSUnavailable
 		}
-		if strings.HasPrefix(e.Op, "loading the private key") && e.says("bad password read", "bad decrypt") {
+		if cfg.KeyURI != "" {
+			e.Reasons = append(e.Reasons, keyURIHints(e, cfg, uri)...)
+		}
+		if cfg.KeyURI == "" && strings.HasPrefix(e.Op, "loading the private key") && e.says("bad password read", "bad decrypt") {
 			if cfg.KeyPassword == "" {
 				e.Reasons = append(e.Reasons, "the key is encrypted and Config.KeyPassword is not set")
 			} else {
@@ -342,6 +355,49 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 		}
 	}
 	return &ctxHandle{c: c, refs: 1, cfg: cfg}, nil
+}
+
+// modulePath returns the PKCS#11 module a key URI's module-path names, else the one
+// PKCS11_MODULE_PATH names (libp11's own first choice), with symbolic links resolved, so
+// that the shim tells one module reached by two names from two modules; "" leaves the choice
+// to libp11 (p11-kit's proxy).
+func modulePath(module string) string {
+	if module == "" {
+		module = os.Getenv("PKCS11_MODULE_PATH")
+	}
+	if module == "" {
+		return ""
+	}
+	if resolved, err := filepath.EvalSymlinks(module); err == nil {
+		return resolved
+	}
+	return module // it does not exist: libp11 says so when it loads it
+}
+
+// keyURIHints says in words why a key named by a PKCS#11 URI did not load, from OpenSSL's and
+// libp11's reasons: a PIN the token refused (or none given), no such token or key, a module
+// that could not be loaded.
+func keyURIHints(e *Error, cfg *Config, uri keyURI) []string {
+	var hints []string
+	switch {
+	case e.says("PIN incorrect", "PIN_INCORRECT", "PIN len range", "PIN_LEN_RANGE", "PIN invalid"):
+		if cfg.KeyPassword == "" && !uri.hasPIN {
+			hints = append(hints, "the token refused the login: no PIN was given (set Config.KeyPassword, or pin-value or pin-source in the URI)")
+		} else {
+			hints = append(hints, "the token refused the PIN (Config.KeyPassword, or the URI's pin-value or pin-source)")
+		}
+	case e.says("PIN locked", "PIN_LOCKED"):
+		hints = append(hints, "the token's PIN is locked: its security officer must unlock it")
+	case e.says("object not found"):
+		hints = append(hints, "no token and private key match the URI: check its token= and object= (or id=) attributes, and the module")
+	case e.says("Unable to load"):
+		m := modulePath(uri.module)
+		if m == "" {
+			m = "libp11's default module (PKCS11_MODULE_PATH, else p11-kit-proxy)"
+		}
+		hints = append(hints, "the PKCS#11 module could not be loaded: "+m+" (set module-path in the URI)")
+	}
+	return hints
 }
 
 // sessionContext returns a server's session id context: a SHA-256 of its verification
@@ -425,8 +481,9 @@ func isFIPSStep(op string) bool {
 	return strings.Contains(strings.ToLower(op), "fips")
 }
 
-// fileSteps are the steps of tz_ctx_new that name the file they read after their text.
-var fileSteps = []string{"loading the certificate file", "loading the private key file", "matching the private key",
+// fileSteps are the steps of tz_ctx_new that name the file (or the PKCS#11 URI) they read
+// after their text.
+var fileSteps = []string{"loading the certificate file", "loading the private key", "matching the private key",
 	"loading the CA certificates", "loading the CRL"}
 
 // Role returns the role the Context was made for.

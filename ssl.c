@@ -30,6 +30,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#ifndef OPENSSL_NO_ENGINE
+#include <openssl/engine.h>
+#include <openssl/ui.h>
+#endif
 
 struct tz_ctx {
 	SSL_CTX *ssl_ctx;
@@ -393,6 +397,187 @@ static int tz_add_ca_pem(tz_ctx *t, const unsigned char *pem, size_t len)
 	}
 	return ok;
 }
+
+/* ---- private keys in a hardware module (PKCS#11) ---------------------------------------- */
+
+/* Keys named by a PKCS#11 URI load through OpenSSL's pkcs11 ENGINE (libp11's pkcs11.so, in
+ * OpenSSL's engines directory: Debian's libengine-pkcs11-openssl). Bookworm has no
+ * pkcs11-provider, so the ENGINE API it is, deprecated in OpenSSL 3: its calls are confined to
+ * this section, with the deprecation warnings silenced here only.
+ *
+ * The engine is set up once per process and kept, as the FIPS library contexts are:
+ * ENGINE_by_id returns one ENGINE for the whole process (libp11 keeps one PKCS#11 context per
+ * ENGINE), and PKCS#11 itself initialises a module once per process (C_Initialize), its
+ * logins included. If the engine were finished when the last context using it went, libp11
+ * would unload the module with C_Finalize, ending the sessions of every key of the process:
+ * those of the context a Reload made while the old one was still in use. So one functional
+ * reference (tz_engine) is held for the life of the process, and every load takes and drops
+ * one of its own (ENGINE_by_id/ENGINE_init, ENGINE_finish/ENGINE_free, once each). The keys
+ * themselves need no reference: the module they live in stays loaded.
+ *
+ * One module per process: libp11 loads the module once and then ignores MODULE_PATH. The
+ * module is fixed (tz_engine_module_fixed) by the first load that reached it; until then each
+ * load sets the path it was given, so that a wrong path can be corrected by a Reload. The
+ * lock serialises the loads: the PIN is the engine's state, not the call's. */
+#ifndef OPENSSL_NO_ENGINE
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+
+static CRYPTO_RWLOCK *tz_engine_lock;
+static CRYPTO_ONCE tz_engine_once = CRYPTO_ONCE_STATIC_INIT;
+static ENGINE *tz_engine;              /* the functional reference kept for the process */
+static char *tz_engine_module;         /* the module path last set, NULL: libp11's default */
+static int tz_engine_module_fixed;     /* the module has been loaded: the path cannot change */
+
+static void tz_engine_lock_init(void)
+{
+	tz_engine_lock = CRYPTO_THREAD_lock_new();
+}
+
+/* tz_capture, then hint on a line of its own: the cause in words, after OpenSSL's reasons. */
+static void tz_capture_hint(tz_err *e, const char *where, const char *hint)
+{
+	size_t off;
+
+	tz_capture(e, where);
+	off = strlen(e->text);
+	if (off > 0)
+		tz_append(e, &off, "\n");
+	tz_append(e, &off, hint);
+}
+
+/* Takes the engine for one load (a functional reference of its own), setting it up the first
+ * time, with module as the PKCS#11 module unless the module is fixed already. */
+static ENGINE *tz_engine_get(const char *module, tz_err *err)
+{
+	ENGINE *e;
+
+	if (tz_engine_module_fixed && !tz_streq(tz_engine_module, module)) {
+		char text[TZ_ERR_TEXT];
+		snprintf(text, sizeof text,
+		         "this process's pkcs11 engine has loaded the PKCS#11 module %.400s, and libp11 loads "
+		         "one module per process: %.400s cannot be used besides it",
+		         tz_engine_module ? tz_engine_module : "(libp11's default)", module ? module : "(libp11's default)");
+		tz_fail_text(err, "choosing the PKCS#11 module", text);
+		return NULL;
+	}
+	ERR_set_mark();
+	e = ENGINE_by_id("pkcs11");
+	if (e == NULL) {
+		tz_capture_hint(err, "loading OpenSSL's pkcs11 engine",
+		                "the pkcs11 engine is not installed (Debian: apt-get install libengine-pkcs11-openssl; "
+		                "`make deps` installs it)");
+		return NULL;
+	}
+	ERR_pop_to_mark();  /* what ENGINE_by_id pushed on its way to success */
+	if (module == NULL && tz_engine_module != NULL) {
+		/* A module set by an earlier load that failed: libp11 cannot be told to go back to
+		 * its default, so the caller names the module. */
+		char text[TZ_ERR_TEXT];
+		snprintf(text, sizeof text,
+		         "an earlier key of this process named the PKCS#11 module %.400s: name this key's module "
+		         "with module-path (or PKCS11_MODULE_PATH)", tz_engine_module);
+		tz_fail_text(err, "choosing the PKCS#11 module", text);
+		ENGINE_free(e);
+		return NULL;
+	}
+	if (module != NULL && !tz_streq(tz_engine_module, module)) {
+		char *copy = strdup(module);
+		if (copy == NULL || !ENGINE_ctrl_cmd_string(e, "MODULE_PATH", module, 0)) {
+			free(copy);
+			tz_fail_text(err, "setting the PKCS#11 module of the pkcs11 engine", "MODULE_PATH was refused");
+			ENGINE_free(e);
+			return NULL;
+		}
+		free(tz_engine_module);
+		tz_engine_module = copy;
+	}
+	if (!ENGINE_init(e)) {
+		tz_capture_hint(err, "initialising OpenSSL's pkcs11 engine", "ENGINE_init failed");
+		ENGINE_free(e);
+		return NULL;
+	}
+	if (tz_engine == NULL) {
+		/* The process's reference: never finished (see above). */
+		if (!ENGINE_init(e)) {
+			tz_capture_hint(err, "initialising OpenSSL's pkcs11 engine", "ENGINE_init failed");
+			ENGINE_finish(e);
+			ENGINE_free(e);
+			return NULL;
+		}
+		tz_engine = e;
+	}
+	return e;
+}
+
+static void tz_engine_put(ENGINE *e)
+{
+	ENGINE_finish(e);
+	ENGINE_free(e);
+}
+
+/* Loads the private key cfg->key_uri names from its token into t's SSL_CTX; the caller
+ * checks it against the certificate. The PIN is cfg->key_password when set (a pin-value in
+ * the URI overrides it); it is wiped from the engine once the key has loaded. No prompt,
+ * ever: without a PIN, libp11 logs in with an empty one, which the token refuses. */
+static int tz_use_key_uri(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
+{
+	char where[sizeof err->where];
+	ENGINE *e;
+	EVP_PKEY *k;
+	int ok = 0;
+
+	snprintf(where, sizeof where, "loading the private key %.400s through the pkcs11 engine",
+	         cfg->key_uri_name ? cfg->key_uri_name : "(PKCS#11 URI)");
+	if (!CRYPTO_THREAD_run_once(&tz_engine_once, tz_engine_lock_init) || tz_engine_lock == NULL ||
+	    !CRYPTO_THREAD_write_lock(tz_engine_lock)) {
+		tz_fail_text(err, "locking the pkcs11 engine", "lock failed");
+		return 0;
+	}
+	e = tz_engine_get(cfg->key_module, err);
+	if (e == NULL)
+		goto done;
+	if (!ENGINE_ctrl_cmd_string(e, "PIN", cfg->key_password ? cfg->key_password : "", 0)) {
+		tz_capture_hint(err, where, "the engine refused the PIN");
+		tz_engine_put(e);
+		goto done;
+	}
+	k = ENGINE_load_private_key(e, cfg->key_uri, (UI_METHOD *)UI_null(), NULL);
+	if (k == NULL) {
+		tz_capture_hint(err, where, "the token or the key was not found, or the PIN was refused (see above)");
+		/* A module that could not be loaded leaves the path open to a correction. */
+		if (strstr(err->text, "Unable to load") == NULL)
+			tz_engine_module_fixed = 1;
+	} else {
+		tz_engine_module_fixed = 1;
+		ok = SSL_CTX_use_PrivateKey(t->ssl_ctx, k);
+		if (!ok)
+			tz_capture(err, where);
+		EVP_PKEY_free(k);
+	}
+	(void)ENGINE_ctrl_cmd_string(e, "PIN", "", 0);  /* wipes the engine's copy */
+	ERR_clear_error();  /* the wipe's, if any: err holds the load's */
+	tz_engine_put(e);
+done:
+	CRYPTO_THREAD_unlock(tz_engine_lock);
+	return ok;
+}
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#else  /* OPENSSL_NO_ENGINE */
+static int tz_use_key_uri(tz_ctx *t, const tz_ctx_cfg *cfg, tz_err *err)
+{
+	(void)t;
+	(void)cfg;
+	tz_fail_text(err, "loading the private key through the pkcs11 engine",
+	             "this OpenSSL was built without ENGINE support (OPENSSL_NO_ENGINE)");
+	return 0;
+}
+#endif
 
 static void tz_info_cb(const SSL *ssl, int where, int ret)
 {
@@ -858,11 +1043,19 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err)
 		}
 	} else if (cfg->key_pem != NULL)
 		TZ_CHECK(tz_use_key_pem(t, cfg->key_pem, cfg->key_pem_len, cfg->key_password), "loading the private key PEM");
+	else if (cfg->key_uri != NULL && !tz_use_key_uri(t, cfg, err)) {
+		SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+		goto fail;
+	}
 	SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
-	if ((cfg->cert_file || cfg->cert_pem) && (cfg->key_file || cfg->key_pem) && !SSL_CTX_check_private_key(ctx)) {
+	/* A token's key too: the engine gives its public half, which is compared with the
+	 * certificate's public key. */
+	if ((cfg->cert_file || cfg->cert_pem) && (cfg->key_file || cfg->key_pem || cfg->key_uri) &&
+	    !SSL_CTX_check_private_key(ctx)) {
 		char where[sizeof err->where];
 		snprintf(where, sizeof where, "matching the private key %.200s to the certificate %.200s",
-		         cfg->key_file ? cfg->key_file : "(PEM)", cfg->cert_file ? cfg->cert_file : "(PEM)");
+		         cfg->key_file ? cfg->key_file : cfg->key_uri ? (cfg->key_uri_name ? cfg->key_uri_name : "(PKCS#11 URI)") : "(PEM)",
+		         cfg->cert_file ? cfg->cert_file : "(PEM)");
 		tz_capture(err, where);
 		goto fail;
 	}

@@ -63,7 +63,18 @@ typedef struct tz_ctx_cfg {
 	const char *groups;       /* key exchange groups, e.g. "X25519:P-256" */
 	const char *cert_file;    /* PEM, leaf first then its chain */
 	const char *key_file;
-	const char *key_password; /* of an encrypted private key; NULL: none, and no prompt ever */
+	const char *key_password; /* of an encrypted private key, or the PIN of key_uri's token;
+	                             NULL: none, and no prompt ever */
+	/* A private key in a hardware module: a PKCS#11 URI ("pkcs11:token=...;object=...;
+	 * type=private"), loaded through OpenSSL's pkcs11 ENGINE (libp11, Debian's
+	 * libengine-pkcs11-openssl) instead of key_file or key_pem, and checked against the
+	 * certificate. The engine is set up once per process and kept (see tz_use_key_uri): it
+	 * loads one PKCS#11 module, the first key_module given (NULL: libp11's default, the
+	 * PKCS11_MODULE_PATH environment variable or p11-kit-proxy), and a later context that
+	 * names another module is refused. */
+	const char *key_uri;      /* NULL: none. Without module-path (the caller strips it) */
+	const char *key_uri_name; /* key_uri as errors show it, its pin-value hidden */
+	const char *key_module;   /* the PKCS#11 module's path, NULL: libp11's default */
 	const char *ca_file;
 	const char *ca_dir;
 	const unsigned char *cert_pem; size_t cert_pem_len;

@@ -31,20 +31,24 @@ type TLSFlags struct {
 	chainOnly               bool
 }
 
+// pkcs11Help is the -key flag's help for a key in a hardware module (tlszmq.Config.KeyURI).
+const pkcs11Help = `pkcs11:token=T;object=K;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin ` +
+	`(PIN from pin-source or pin-value; module from module-path, else $PKCS11_MODULE_PATH; needs libengine-pkcs11-openssl)`
+
 // AddTLSFlags defines the TLS flags on fs. cert and key are the defaults of -cert and -key
 // (the C++ server reads server.crt and server.key from its working directory).
 func AddTLSFlags(fs *flag.FlagSet, role tlszmq.Role, cert, key string) *TLSFlags {
 	f := &TLSFlags{fs: fs, role: role}
 	if role == tlszmq.RoleServer {
 		fs.StringVar(&f.cert, "cert", cert, "certificate file (PEM, leaf first, then its chain)")
-		fs.StringVar(&f.key, "key", key, "private key file (PEM)")
+		fs.StringVar(&f.key, "key", key, "private key file (PEM), or a key in a hardware module by its PKCS#11 URI: "+pkcs11Help)
 		fs.StringVar(&f.ca, "ca", "", "CA file to verify client certificates against")
 		fs.StringVar(&f.verify, "verify", "none", "client certificates: none, optional or require")
 		fs.StringVar(&f.ticketKey, "ticket-key", "", "file holding the 80-byte session ticket key (e.g. head -c 80 /dev/urandom): "+
 			"servers sharing it, or restarted with it, resume each other's sessions (default: a random key per run)")
 	} else {
 		fs.StringVar(&f.cert, "cert", cert, "client certificate file (PEM), for mutual TLS")
-		fs.StringVar(&f.key, "key", key, "the client certificate's private key (PEM)")
+		fs.StringVar(&f.key, "key", key, "the client certificate's private key (PEM), or its PKCS#11 URI: "+pkcs11Help)
 		fs.StringVar(&f.ca, "ca", "", "CA file: verify the server's chain and host name against it "+
 			"(without -ca or -cadir nothing is verified, as the C++ client did)")
 		fs.StringVar(&f.serverName, "servername", "", "server name for SNI and the host name check (default: the endpoint's host)")
@@ -153,6 +157,10 @@ func (f *TLSFlags) config(host string, stderr io.Writer) (*tlszmq.Config, error)
 	}
 	if (f.cert == "") != (f.key == "") {
 		return nil, Usagef("-cert and -key go together")
+	}
+	// A -key that is a PKCS#11 URI names a key in a hardware module (Config.KeyURI), not a file.
+	if IsKeyURI(f.key) {
+		cfg.KeyFile, cfg.KeyURI = "", f.key
 	}
 	if err := f.needCertAndKey(); err != nil {
 		return nil, err
@@ -278,7 +286,7 @@ func (f *TLSFlags) needCertAndKey() error {
 		what = "the client certificate and its key"
 	}
 	for _, p := range []string{f.cert, f.key} {
-		if p == "" {
+		if p == "" || IsKeyURI(p) {
 			continue
 		}
 		file, err := os.Open(p)
@@ -350,3 +358,7 @@ func (h *hinted) Error() string { return h.err.Error() + " (" + h.hint + ")" }
 
 // Unwrap returns the error.
 func (h *hinted) Unwrap() error { return h.err }
+
+// IsKeyURI reports whether a -key value is a PKCS#11 URI ("pkcs11:..."), which names a private
+// key in a hardware module (tlszmq.Config.KeyURI) rather than a file.
+func IsKeyURI(key string) bool { return strings.HasPrefix(key, "pkcs11:") }

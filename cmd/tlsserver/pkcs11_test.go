@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/syncbuf"
+)
+
+// softHSMToken makes a SoftHSM2 token in a folder of the test's, holding testdata's server key
+// (imported from a PKCS#8 file that is deleted at once), and points SOFTHSM2_CONF at it for
+// the module this process loads. It returns the module's path.
+func softHSMToken(t *testing.T, token, label, pin string) string {
+	t.Helper()
+	util, err := exec.LookPath("softhsm2-util")
+	if err != nil {
+		t.Fatal("softhsm2-util is not installed: make deps installs it (Debian softhsm2)")
+	}
+	var module string
+	for _, m := range []string{"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"} {
+		if _, err := os.Stat(m); err == nil {
+			module = m
+			break
+		}
+	}
+	if module == "" {
+		t.Fatal("no SoftHSM2 module (make deps installs softhsm2)")
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.Mkdir(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", filepath.Join(dir, "tokens")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	b, err := os.ReadFile(filepath.Join(cmdtest.Root(), "testdata", "certs", "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk8 := filepath.Join(dir, "key.pk8")
+	if err := os.WriteFile(pk8, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--init-token", "--free", "--label", token, "--pin", pin, "--so-pin", "5678"},
+		{"--import", pk8, "--token", token, "--label", label, "--id", "01", "--pin", pin},
+	} {
+		if out, err := exec.Command(util, args...).CombinedOutput(); err != nil {
+			t.Fatalf("softhsm2-util %v: %v\n%s", args, err, out)
+		}
+	}
+	if err := os.Remove(pk8); err != nil {
+		t.Fatal(err)
+	}
+	return module
+}
+
+// tlsserver -key pkcs11:... serves handshakes with a key that exists only on a SoftHSM2
+// token, its PIN read from a file named by the URI's pin-source: a client that verifies the
+// server gets its reply, and the start-up line names the certificate. First the built
+// tlsserver is given a wrong pin-value: it fails with status 3 before serving, naming the
+// refused PIN, and nothing it writes (libp11's own lines included) shows the PIN.
+func TestPKCS11Key(t *testing.T) {
+	module := softHSMToken(t, "cmdtest", "server", "4321")
+	certs := filepath.Join(cmdtest.Root(), "testdata", "certs")
+
+	bad := fmt.Sprintf("pkcs11:token=cmdtest;object=server;type=private?pin-value=9999&module-path=%s", module)
+	cmd := exec.Command(cmdtest.Build(t, "tlsserver"), "-endpoint", "tcp://127.0.0.1:"+freePort(t),
+		"-cert", filepath.Join(certs, "server.crt"), "-key", bad)
+	var badOut, badErr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &badOut, &badErr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(badErr.String(), "refused the PIN") {
+		t.Fatalf("a wrong PIN: %v, want exit status 3 naming the refused PIN; stderr:\n%s", err, badErr.String())
+	}
+	if strings.Contains(badErr.String()+badOut.String(), "9999") {
+		t.Errorf("the PIN is in the output:\n%s%s", badOut.String(), badErr.String())
+	}
+
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte("4321"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	uri := fmt.Sprintf("pkcs11:token=cmdtest;object=server;type=private?pin-source=file:%s&module-path=%s", pinFile, module)
+	port := freePort(t)
+	endpoint := "tcp://127.0.0.1:" + port
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout syncbuf.Buffer
+	stderr := &syncbuf.Buffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-endpoint", endpoint, "-cert", filepath.Join(certs, "server.crt"), "-key", uri}, &stdout, stderr)
+	}()
+	stopped := false
+	stop := func() error {
+		cancel()
+		stopped = true
+		return <-done
+	}
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
+	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: filepath.Join(certs, "ca.crt"), ServerName: "localhost"})
+	c, err := tlszmq.NewClient(cctx, endpoint, &tlszmq.ClientOptions{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reply, err := c.Request(context.Background(), []byte("hello world!"))
+	if err != nil || string(reply[0]) != "Got it!\x00" {
+		t.Fatalf("request: %q, %v; stderr:\n%s", reply, err, stderr.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("tlsserver: %v; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "certificate CN=localhost,O=tlszmq,C=ZZ, expires 2086-11-10") {
+		t.Errorf("no start-up line names the certificate; stderr:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), "4321") {
+		t.Errorf("the PIN is in the log; stderr:\n%s", stderr.String())
+	}
+}
