@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -129,7 +130,8 @@ type ctxHandle struct {
 	mu   sync.Mutex
 	c    *C.tz_ctx
 	refs int
-	cfg  *Config // the Config c was made from: a copy of the caller's, never changed
+	cfg  *Config           // the Config c was made from: a copy of the caller's, never changed
+	leaf *x509.Certificate // c's own certificate, as OpenSSL loaded it; nil if none
 }
 
 func (h *ctxHandle) acquire() (*C.tz_ctx, error) {
@@ -354,7 +356,26 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 			logger.Warn("tlszmq: this client Context verifies servers' certificate chains but not their names (VerifyChainOnly): whoever holds any certificate from these CAs can read and change the traffic")
 		}
 	}
-	return &ctxHandle{c: c, refs: 1, cfg: cfg}, nil
+	return &ctxHandle{c: c, refs: 1, cfg: cfg, leaf: leafCertificate(c)}, nil
+}
+
+// leafCertificate returns the certificate c presents, parsed from the DER OpenSSL holds: nil
+// when c has none, or Go cannot parse it.
+func leafCertificate(c *C.tz_ctx) *x509.Certificate {
+	buf := make([]byte, 4096)
+	n := int(C.tz_ctx_cert_der(c, (*C.uchar)(unsafe.Pointer(&buf[0])), C.int(len(buf))))
+	if n > len(buf) {
+		buf = make([]byte, n)
+		n = int(C.tz_ctx_cert_der(c, (*C.uchar)(unsafe.Pointer(&buf[0])), C.int(len(buf))))
+	}
+	if n <= 0 || n > len(buf) {
+		return nil
+	}
+	leaf, err := x509.ParseCertificate(buf[:n])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 // modulePath returns the PKCS#11 module a key URI's module-path names, else the one
@@ -494,6 +515,11 @@ func (ctx *Context) Config() *Config { return ctx.config().Clone() }
 
 // config returns the current Config, which nobody changes: callers read it, never write.
 func (ctx *Context) config() *Config { return ctx.slot.current().cfg }
+
+// Certificate returns the certificate the Context presents (the leaf of Config.CertFile or
+// CertPEM, as OpenSSL loaded it), or last reloaded with; nil when it has none. It is shared:
+// do not modify it. Its NotAfter is what to watch for expiry.
+func (ctx *Context) Certificate() *x509.Certificate { return ctx.slot.current().leaf }
 
 // FIPS reports whether the Context runs on OpenSSL's FIPS provider with fips=yes as its
 // default property. It is false after Close.

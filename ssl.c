@@ -1125,6 +1125,22 @@ int tz_ctx_fips(const tz_ctx *t)
 	return t->fips_on;
 }
 
+int tz_ctx_cert_der(const tz_ctx *t, unsigned char *buf, int cap)
+{
+	X509 *x = SSL_CTX_get0_certificate(t->ssl_ctx);
+	int n;
+	if (x == NULL)
+		return 0;
+	n = i2d_X509(x, NULL);
+	if (n <= 0)
+		return 0;
+	if (n <= cap) {
+		unsigned char *p = buf;
+		i2d_X509(x, &p);
+	}
+	return n;
+}
+
 int tz_default_fips(void)
 {
 	return EVP_default_properties_is_fips_enabled(NULL) && OSSL_PROVIDER_available(NULL, "fips");

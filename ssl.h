@@ -195,6 +195,9 @@ tz_ctx *tz_ctx_new(const tz_ctx_cfg *cfg, tz_err *err);
 void tz_ctx_free(tz_ctx *ctx);
 int tz_ctx_fips(const tz_ctx *ctx);  /* 1 when the context runs with fips=yes on the fips provider */
 int tz_default_fips(void);           /* 1 when the process's default library context is in FIPS mode */
+/* The DER of the context's own (leaf) certificate, into buf when it fits in cap bytes. Returns
+ * its length (more than cap: call again with a larger buf), 0 when the context has none. */
+int tz_ctx_cert_der(const tz_ctx *ctx, unsigned char *buf, int cap);
 
 /* Connections. server_name may be NULL: no SNI and no host name check. alpn (alpn_len bytes,
  * the wire format, NULL for none) lists ALPN protocols of the connection's own, preferred

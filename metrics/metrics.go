@@ -28,6 +28,16 @@
 //
 // tlszmq.Counters documents each cause and kind. Every label value of the fixed sets is
 // exported from the first scrape on, at zero until it happens.
+//
+// NewContextCollector reports a tlszmq.Context's configuration, read at each scrape (so a
+// Context.Reload shows at the next one):
+//
+//	tlszmq_certificate_expiry_timestamp_seconds{subject,issuer}  the served certificate's
+//	                                         NotAfter, in Unix seconds: alert on
+//	                                         tlszmq_certificate_expiry_timestamp_seconds - time()
+//	tlszmq_certificate_not_before_timestamp_seconds{subject,issuer}  its NotBefore
+//	tlszmq_tls_info{min_version,max_version,fips}  1: the TLS versions allowed ("TLS 1.2",
+//	                                         "TLS 1.3") and FIPS mode ("on", "off")
 package metrics
 
 import (
@@ -37,26 +47,37 @@ import (
 )
 
 // Option tunes a collector.
-type Option func(*collector)
+type Option func(*options)
+
+// options are what the Options set.
+type options struct {
+	labels prometheus.Labels
+}
 
 // WithLabels adds constant labels to every metric of the collector: to tell apart several
 // servers registered in one registry, for example {"server": "frontend"}.
 func WithLabels(labels prometheus.Labels) Option {
-	return func(c *collector) {
-		c.labels = prometheus.Labels{}
+	return func(o *options) {
+		o.labels = prometheus.Labels{}
 		for k, v := range labels {
-			c.labels[k] = v
+			o.labels[k] = v
 		}
 	}
+}
+
+// apply returns the options opts set.
+func apply(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
 }
 
 // NewCollector returns a collector of srv's counters, read at each scrape (Collect). It may
 // be registered before srv serves, and keeps reporting the last counts after srv has stopped.
 func NewCollector(srv *tlszmq.Server, opts ...Option) prometheus.Collector {
-	c := &collector{srv: srv}
-	for _, o := range opts {
-		o(c)
-	}
+	c := &collector{srv: srv, labels: apply(opts).labels}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, c.labels)
 	}

@@ -210,7 +210,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 		}
 		served := ""
 		if metricsLn != nil {
-			defer metricsrv.Serve(metricsLn, d.Server(), log)()
+			defer metricsrv.Serve(metricsLn, d.Server(), tctx, log)()
 			served = ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
 		}
 		front, back := d.Endpoints()

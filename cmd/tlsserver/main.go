@@ -148,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	what := "serving " + srv.Endpoint()
 	if metricsLn != nil {
-		defer metricsrv.Serve(metricsLn, srv, log)()
+		defer metricsrv.Serve(metricsLn, srv, tctx, log)()
 		what += ", metrics at http://" + metricsLn.Addr().String() + "/metrics"
 	}
 	// SIGHUP reloads from here on: before the start-up line, which says the server is up.

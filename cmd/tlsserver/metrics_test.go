@@ -138,6 +138,22 @@ func TestMetricsScrapedWithCurl(t *testing.T) {
 			t.Errorf("%s = %v (found %v), want %v", series, v, ok, want)
 		}
 	}
+	// The start-up figures: the certificate's expiry as openssl reads it, TLS versions, FIPS.
+	out, err := exec.Command("openssl", "x509", "-in", filepath.Join(certs, "server.crt"), "-noout", "-enddate").Output()
+	if err != nil {
+		t.Fatalf("openssl x509 -enddate: %v", err)
+	}
+	notAfter, err := time.Parse("Jan _2 15:04:05 2006 MST", strings.TrimPrefix(strings.TrimSpace(string(out)), "notAfter="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiry := `tlszmq_certificate_expiry_timestamp_seconds{issuer="CN=tlszmq test CA,O=tlszmq,C=ZZ",subject="CN=localhost,O=tlszmq,C=ZZ"}`
+	if v, ok := sample(text, expiry); !ok || v != float64(notAfter.Unix()) {
+		t.Errorf("%s = %v (found %v), want %d (%s)", expiry, v, ok, notAfter.Unix(), notAfter)
+	}
+	if v, ok := sample(text, `tlszmq_tls_info{fips="off",max_version="TLS 1.3",min_version="TLS 1.2"}`); !ok || v != 1 {
+		t.Errorf("tlszmq_tls_info = %v (found %v), want 1 with TLS 1.2 to TLS 1.3, FIPS off", v, ok)
+	}
 	if v, ok := sample(text, `tlszmq_bytes_total{direction="in"}`); !ok || v < 100 {
 		t.Errorf(`tlszmq_bytes_total{direction="in"} = %v (found %v): want a handshake's worth`, v, ok)
 	}

@@ -54,11 +54,11 @@ func validHostName(s string) bool {
 	return s[0] != '.' && s[0] != '-'
 }
 
-// Serve serves srv's metrics, and the Go runtime's and the process's, at /metrics on
-// ln, until the returned stop is called.
-func Serve(ln net.Listener, srv *tlszmq.Server, log *slog.Logger) (stop func()) {
+// Serve serves srv's metrics, its Context's (certificate expiry, TLS versions, FIPS), and the
+// Go runtime's and the process's, at /metrics on ln, until the returned stop is called.
+func Serve(ln net.Listener, srv *tlszmq.Server, tctx *tlszmq.Context, log *slog.Logger) (stop func()) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCollector(srv), collectors.NewGoCollector(),
+	reg.MustRegister(metrics.NewCollector(srv), metrics.NewContextCollector(tctx), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
