@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -125,8 +126,10 @@ type Config struct {
 	// Config as on a command line (-key pkcs11:...). Without it, libp11 takes the
 	// PKCS11_MODULE_PATH environment variable, else p11-kit-proxy (the modules p11-kit is
 	// configured with). A process loads one PKCS#11 module: once a key has been loaded from
-	// one, a Context that names another is refused. Of the other query attributes, pin-value
-	// is taken, and module-name refused (name the module with module-path).
+	// one, a Context that names another is refused. The URI must name its key (object= or
+	// id=); module-path must be absolute; module-name is refused (name the module with
+	// module-path), and so is any attribute libp11 does not read. libp11 separates
+	// attributes with any of ";", "?" and "&", and so does the check.
 	//
 	// With FIPS, the Context's TLS cryptography runs on the FIPS provider as usual, while the
 	// operations with the private key (the handshake's signatures) run in the module, which a
@@ -439,77 +442,80 @@ type keyURI struct {
 	hasPIN bool   // the URI gives a PIN (pin-value or pin-source)
 }
 
-// parseKeyURI takes a PKCS#11 URI apart: its path (token=...;object=...), then after "?" its
-// query attributes, separated by "&" (RFC 7512). Two attributes are taken out of the URI the
-// engine gets: module-path, which libp11 0.4.12 refuses (it is set as the engine's
-// MODULE_PATH), and pin-value, which libp11 would print with the URI on its standard error
-// when a load fails (it is given to the engine as its PIN). pin-source stays: libp11 reads the
-// file it names.
+// keyURIAttrs are the attributes libp11 0.4.12 reads in a PKCS#11 URI, besides pin-value
+// and module-path, which parseKeyURI takes out.
+var keyURIAttrs = map[string]bool{"model": true, "manufacturer": true, "token": true, "serial": true,
+	"object": true, "id": true, "pin-source": true, "type": true, "object-type": true}
+
+// parseKeyURI takes a PKCS#11 URI apart. RFC 7512 separates the path's attributes with ";"
+// and, after "?", the query's with "&"; libp11 0.4.12 splits on any of the three anywhere, and
+// so does this, so that both read the same attributes. Two are taken out of the URI the
+// engine gets: module-path, which libp11 refuses (it is set as the engine's MODULE_PATH), and
+// pin-value, which libp11 would print with the URI on its standard error when a load fails
+// (it is given to the engine as its PIN). pin-source stays: libp11 reads the file it names.
+// Any other attribute, an empty one, or a URI that names no object (object= or id=) is
+// refused: libp11 would take the first key of the first token. The errors name attributes,
+// never their values.
 func parseKeyURI(uri string) (keyURI, error) {
 	var k keyURI
 	rest, ok := strings.CutPrefix(uri, "pkcs11:")
 	if !ok {
 		return k, errors.New(`not a PKCS#11 URI: it must start with "pkcs11:" (RFC 7512), e.g. "pkcs11:token=t;object=k;type=private" (a key file goes in KeyFile)`)
 	}
-	path, query, hasQuery := strings.Cut(rest, "?")
-	var kept, shown []string   // the path's attributes
-	var qkept, qshown []string // the query's
-	take := func(a string, kept, shown *[]string) error {
-		name, value, _ := strings.Cut(a, "=")
-		switch name {
-		case "pin-value":
+	var kept []string
+	var rawModule string // as given, for the errors' copy of the URI
+	named := false
+	for _, a := range strings.FieldsFunc(rest, func(r rune) bool { return r == ';' || r == '?' || r == '&' }) {
+		name, value, hasValue := strings.Cut(a, "=")
+		if !hasValue || name == "" {
+			return k, errors.New("an attribute is not name=value")
+		}
+		switch {
+		case name == "pin-value":
 			if k.pin != "" {
-				return errors.New("pin-value is given twice")
+				return k, errors.New("pin-value is given twice")
 			}
 			pin, err := url.PathUnescape(value)
-			if err != nil || pin == "" {
-				return errors.New("pin-value is empty or not percent-encoded")
+			if err != nil || pin == "" || strings.ContainsRune(pin, 0) {
+				return k, errors.New("pin-value is empty, not percent-encoded or holds a NUL")
 			}
 			k.pin, k.hasPIN = pin, true
-			*shown = append(*shown, "pin-value=***")
-			return nil
-		case "pin-source":
-			k.hasPIN = true
-		}
-		*kept = append(*kept, a)
-		*shown = append(*shown, a)
-		return nil
-	}
-	for _, a := range strings.Split(path, ";") {
-		if err := take(a, &kept, &shown); err != nil {
-			return k, err
-		}
-	}
-	if hasQuery {
-		for _, a := range strings.Split(query, "&") {
-			name, value, _ := strings.Cut(a, "=")
-			switch name {
-			case "module-path":
-				if k.module != "" {
-					return k, errors.New("module-path is given twice")
-				}
-				m, err := url.PathUnescape(value)
-				if err != nil || m == "" {
-					return k, fmt.Errorf("module-path %q is not a percent-encoded path", value)
-				}
-				k.module = m
-				qshown = append(qshown, a)
-			case "module-name":
-				return k, errors.New("module-name is not supported: name the PKCS#11 module with module-path=/path/to/module.so")
-			default:
-				if err := take(a, &qkept, &qshown); err != nil {
-					return k, err
-				}
+		case name == "module-path":
+			if k.module != "" {
+				return k, errors.New("module-path is given twice")
 			}
+			m, err := url.PathUnescape(value)
+			if err != nil || m == "" || strings.ContainsRune(m, 0) {
+				return k, errors.New("module-path is empty, not percent-encoded or holds a NUL")
+			}
+			if !filepath.IsAbs(m) {
+				return k, errors.New("module-path must be an absolute path: the dynamic loader searches its library path for a relative one")
+			}
+			k.module, rawModule = m, value
+		case name == "module-name":
+			return k, errors.New("module-name is not supported: name the PKCS#11 module with module-path=/path/to/module.so")
+		case keyURIAttrs[name]:
+			if name == "pin-source" {
+				k.hasPIN = true
+			}
+			if name == "object" || name == "id" {
+				named = true
+			}
+			kept = append(kept, a)
+		default:
+			return k, fmt.Errorf("attribute %.40q is not one libp11 reads (%s)", name, "model, manufacturer, token, serial, object, id, type, object-type, pin-value, pin-source, module-path")
 		}
 	}
-	join := func(path, query []string) string {
-		u := "pkcs11:" + strings.Join(path, ";")
-		if len(query) > 0 {
-			u += "?" + strings.Join(query, "&")
-		}
-		return u
+	if !named {
+		return k, errors.New("the URI names no key: give its object= or id= (else libp11 takes the first key of the first token)")
 	}
-	k.engine, k.shown = join(kept, qkept), join(shown, qshown)
+	k.engine = "pkcs11:" + strings.Join(kept, ";")
+	k.shown = k.engine
+	if k.pin != "" {
+		k.shown += ";pin-value=***"
+	}
+	if k.module != "" {
+		k.shown += "?module-path=" + rawModule
+	}
 	return k, nil
 }

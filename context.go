@@ -54,6 +54,10 @@ func (r Role) String() string {
 // A Context is safe for concurrent use; engines made from it keep it alive until they are
 // closed, so Close may be called while engines are still in use.
 //
+// The name is OpenSSL's (SSL_CTX) and the C++ TLSZMQ code's, which is why it stays although
+// calls such as Client.Request also take a context.Context: the examples name a Context by
+// its role (serverCtx, clientCtx) and leave ctx to the context.Context.
+//
 // Reload replaces the SSL_CTX with one made from a new Config, for the engines made after it:
 // a Context is a slot that holds its current C context, and each engine holds the C context it
 // was made from until it is closed.
@@ -388,6 +392,9 @@ func modulePath(module string) string {
 	}
 	if module == "" {
 		return ""
+	}
+	if abs, err := filepath.Abs(module); err == nil { // a relative PKCS11_MODULE_PATH: from here, not the loader's path
+		module = abs
 	}
 	if resolved, err := filepath.EvalSymlinks(module); err == nil {
 		return resolved

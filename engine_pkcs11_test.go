@@ -80,6 +80,8 @@ func TestPKCS11KeyErrors(t *testing.T) {
 			[]string{"PIN incorrect", "refused the PIN"}},
 		{"wrong pin-value", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), "?", "?pin-value=4321&", 1)},
 			[]string{"PIN incorrect", "pin-value=***"}},
+		{"wrong pin-value after &", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), ";type=private?", ";type=private&pin-value=4321?", 1)},
+			[]string{"PIN incorrect", "refused the PIN", "pin-value=***"}},
 		{"no PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmPINToken, hsmRSAKey)},
 			[]string{"no PIN was given"}},
 		{"no such object", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmToken, "nope"), KeyPassword: hsmPIN},
@@ -144,14 +146,19 @@ func TestPKCS11KeyConfigChecks(t *testing.T) {
 		})
 	}
 	// pin-value is taken out of the URI the engine gets (libp11 prints that URI on its
-	// standard error when a load fails), wherever it stands, the first attribute included.
+	// standard error when a load fails), wherever it stands and whichever of ";", "?" and "&"
+	// comes before it: libp11 splits on all three.
 	for _, c := range []struct{ uri, engine, shown, pin, module string }{
 		{"pkcs11:pin-value=1;token=a;object=b;type=private?module-path=/x%20y.so",
-			"pkcs11:token=a;object=b;type=private", "pkcs11:pin-value=***;token=a;object=b;type=private?module-path=/x%20y.so", "1", "/x y.so"},
+			"pkcs11:token=a;object=b;type=private", "pkcs11:token=a;object=b;type=private;pin-value=***?module-path=/x%20y.so", "1", "/x y.so"},
 		{"pkcs11:token=a;object=b?pin-value=%32%33&module-path=/m.so",
-			"pkcs11:token=a;object=b", "pkcs11:token=a;object=b?pin-value=***&module-path=/m.so", "23", "/m.so"},
-		{"pkcs11:token=a?pin-source=file:/run/pin",
-			"pkcs11:token=a?pin-source=file:/run/pin", "pkcs11:token=a?pin-source=file:/run/pin", "", ""},
+			"pkcs11:token=a;object=b", "pkcs11:token=a;object=b;pin-value=***?module-path=/m.so", "23", "/m.so"},
+		{"pkcs11:token=a;object=b;type=private&pin-value=4321",
+			"pkcs11:token=a;object=b;type=private", "pkcs11:token=a;object=b;type=private;pin-value=***", "4321", ""},
+		{"pkcs11:token=a;id=%01?type=private?pin-value=4321",
+			"pkcs11:token=a;id=%01;type=private", "pkcs11:token=a;id=%01;type=private;pin-value=***", "4321", ""},
+		{"pkcs11:object=b?pin-source=file:/run/pin",
+			"pkcs11:object=b;pin-source=file:/run/pin", "pkcs11:object=b;pin-source=file:/run/pin", "", ""},
 	} {
 		k, err := parseKeyURI(c.uri)
 		if err != nil {
@@ -162,8 +169,20 @@ func TestPKCS11KeyConfigChecks(t *testing.T) {
 				c.uri, k.engine, k.shown, k.pin, k.module, k.hasPIN, c.engine, c.shown, c.pin, c.module)
 		}
 	}
-	for _, uri := range []string{"pkcs11:pin-value=1;token=a?pin-value=2", "pkcs11:token=a;pin-value="} {
-		if _, err := parseKeyURI(uri); err == nil || strings.Contains(err.Error(), "pin-value=1") {
+	// Refused, without quoting the PIN: what libp11 would read differently, or not at all.
+	for _, uri := range []string{
+		"pkcs11:pin-value=4321;object=a?pin-value=2",       // twice
+		"pkcs11:object=a;pin-value=",                       // empty
+		"pkcs11:object=a;pin-value=%004321",                // a NUL would cut it
+		"pkcs11:object=a;PIN-VALUE=4321",                   // not an attribute libp11 reads
+		"pkcs11:object=a;pin%2Dvalue=4321",                 // nor this
+		"pkcs11:object=a;4321",                             // not name=value
+		"pkcs11:object=a?module-path=./libsofthsm2.so",     // relative: the loader would search for it
+		"pkcs11:object=a?module-path=/x.so&module-path=/y", // twice
+		"pkcs11:",                       // no key named: libp11 takes the first one
+		"pkcs11:token=a?pin-value=4321", // the same
+	} {
+		if _, err := parseKeyURI(uri); err == nil || strings.Contains(err.Error(), "4321") {
 			t.Errorf("%s: %v, want an error without the PIN", uri, err)
 		}
 	}
