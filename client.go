@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
@@ -156,6 +157,7 @@ type Client struct {
 	queued     []byte     // framed plaintext of the messages Queue has gathered, not yet sent
 	batched    int        // how many messages queued holds
 	owed       bool       // REQ: a request was sent and its reply not yet received
+	unsent     []byte     // TLS bytes a send could not give to any connection in time: sent first, next time
 	broken     error      // what made the session unusable, for Reconnect
 	closed     bool
 	pending    fifo      // Requests waiting for their replies, in the order their messages left
@@ -276,6 +278,11 @@ func (c *Client) open() error {
 		err = sock.SetReqRelaxed(1)
 	}
 	if err == nil {
+		// A send blocks while the socket has no connection to give the message to (the
+		// server is down, or refuses this client's address): never longer than Timeout.
+		err = sock.SetSndtimeo(o.Timeout)
+	}
+	if err == nil {
 		if o.Bind {
 			err = sock.Bind(c.endpoint)
 		} else {
@@ -292,6 +299,7 @@ func (c *Client) open() error {
 	c.e, c.sock, c.poller, c.wakePolled = e, sock, zmq.NewPoller(), false
 	c.poller.Add(sock, zmq.POLLIN)
 	c.codec, c.deframer, c.inbox, c.queued, c.batched, c.owed, c.broken = rawCodec{}, deframer{max: o.MaxMessageSize, maxMsgs: replyBatch}, nil, nil, 0, false, nil
+	c.unsent = nil
 	return nil
 }
 
@@ -841,9 +849,20 @@ func (c *Client) absorb(payload []byte) error {
 	return nil
 }
 
-// flush sends what the engine has for the network as one ["", tls-bytes] message.
+// flush sends what the engine has for the network as one ["", tls-bytes] message. Bytes that
+// no connection took within the client's Timeout (the send failed with EAGAIN: nothing of
+// them left) are kept, and go first with the next flush: the TLS stream stays whole.
 func (c *Client) flush() error {
-	out := c.e.TakeData() // dropped whether it goes or not: a session cannot send it twice
+	out := c.unsent
+	c.unsent = nil
+	if more := c.e.TakeData(); len(more) > 0 {
+		if out == nil {
+			out = more
+		} else {
+			out = append(out, more...)
+			bio.Recycle(more)
+		}
+	}
 	if len(out) == 0 {
 		return nil
 	}
@@ -856,11 +875,16 @@ func (c *Client) flush() error {
 		_, err = c.sock.SendBytes(out, 0)
 		c.owed = err == nil
 	}
-	c.counts.bytesOut.Add(int64(len(out)))
-	bio.Recycle(out) // zmq4 has copied it
+	if errors.Is(err, zmq.Errno(syscall.EAGAIN)) {
+		c.unsent = out
+		return opError("sending to", c.endpoint, fmt.Errorf("%w: no connection took the message within %v "+
+			"(the server is down or unreachable, or refuses this client)", timedOut{}, c.opts.Timeout))
+	}
+	bio.Recycle(out) // zmq4 has copied it; or the send failed for good, and the session with it
 	if err != nil {
 		return opError("sending to", c.endpoint, err)
 	}
+	c.counts.bytesOut.Add(int64(len(out)))
 	return nil
 }
 

@@ -217,3 +217,43 @@ func TestZAPHandlerTaken(t *testing.T) {
 	plain := serveOn(t, sctx, "tcp://127.0.0.1:*", echo, nil)
 	wantAnswered(t, "127.0.0.2", plain)
 }
+
+// A refused client never hangs: it waits for its refusal before its first Request, and each
+// Request fails with ErrTimeout within about the client's Timeout, REQ and DEALER, again and
+// again. (A device test once found a refused client's first send blocked for ever, its
+// connection's pipe gone; TestSendWithoutConnectionTimesOut shows a send bounded by Timeout.)
+func TestZAPRefusedClientNeverHangs(t *testing.T) {
+	srv, _ := zapServer(t, mustContext(t, RoleServer, serverConfig("server")), nil, []string{"127.0.0.2"})
+	endpoint := fmt.Sprintf("tcp://127.0.0.2:0;127.0.0.1:%s", port(srv.Endpoint()))
+	cctx := mustContext(t, RoleClient, clientConfig())
+	for _, pattern := range []Pattern{REQ, DEALER} {
+		t.Run(pattern.String(), func(t *testing.T) {
+			const wait = 200 * time.Millisecond
+			before := srv.Counters().RefusedByList["deny"]
+			c, err := NewClient(cctx, endpoint, &ClientOptions{Pattern: pattern, Timeout: wait})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			waitFor(t, func() bool { return srv.Counters().RefusedByList["deny"] > before }, "the refusal")
+			time.Sleep(100 * time.Millisecond) // for the refusal to reach the client
+			for i := range 6 {
+				done := make(chan error, 1)
+				start := time.Now()
+				go func() {
+					_, err := c.Request(context.Background(), []byte("ping"))
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if !errors.Is(err, ErrTimeout) {
+						t.Fatalf("request %d: %v, want a timeout", i, err)
+					}
+					t.Logf("request %d: %v after %v", i, err, time.Since(start).Round(time.Millisecond))
+				case <-time.After(20 * wait):
+					t.Fatalf("request %d still waiting after %v (the client's Timeout is %v)", i, 20*wait, wait)
+				}
+			}
+		})
+	}
+}
