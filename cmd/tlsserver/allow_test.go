@@ -86,7 +86,7 @@ func TestAllowDenyFlags(t *testing.T) {
 
 // A bad entry is bad use, naming it, before anything is bound; -h documents the flags.
 func TestAllowDenyBadUse(t *testing.T) {
-	for _, args := range [][]string{{"-allow", "127.0.0.1,bogus"}, {"-deny", "10.0.0.0/40"}, {"-deny", "fe80::1%lo"}} {
+	for _, args := range [][]string{{"-allow", "127.0.0.1,bogus"}, {"-deny", "10.0.0.0/40"}, {"-deny", "fe80::1%lo"}, {"-allow", ""}, {"-deny", " , "}} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Exit("tlsserver", run(context.Background(), args, &stdout, &stderr), &stdout, &stderr)
 		bad := args[1][strings.LastIndexByte(args[1], ',')+1:]

@@ -15,8 +15,12 @@ type AddrList []string
 // String returns the entries, comma-separated.
 func (l *AddrList) String() string { return strings.Join(*l, ",") }
 
-// Set adds the entries of one -allow or -deny, checked as the server will read them.
+// Set adds the entries of one -allow or -deny, checked as the server will read them. A value
+// without any entry is bad use: "-allow $LIST" with an empty LIST must not admit everyone.
 func (l *AddrList) Set(v string) error {
+	if strings.Trim(v, ", \t") == "" {
+		return fmt.Errorf("%q names no address", v)
+	}
 	for _, e := range strings.Split(v, ",") {
 		if e = strings.TrimSpace(e); e == "" {
 			continue

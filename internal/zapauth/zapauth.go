@@ -430,7 +430,9 @@ func (h *handler) run(ready chan<- error) {
 // tlszmq domain no attached policy has, gets 400. A request for another domain (a CURVE or
 // PLAIN socket of the application's, which libzmq sends to any handler that is bound) gets
 // 200, as if no handler ran: libzmq admits those peers when none is bound, and the lists must
-// not change that.
+// not change that. (Unless the socket sets ZMQ_ZAP_ENFORCE_DOMAIN, with which libzmq refuses
+// them when no handler is bound; that option is a draft one, which Debian's libzmq 4.3.4 does
+// not build, so no socket of this library's processes can set it.)
 func answer(req [][]byte) [][]byte {
 	id := []byte{}
 	if len(req) >= 2 {
