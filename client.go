@@ -53,7 +53,10 @@ type ClientOptions struct {
 	// DefaultTimeout): the handshake, a Request's or a Recv's wait for a message, a wait for
 	// the client while another goroutine holds it (its handshake, a REQ Request's turn). A
 	// wait that runs out fails with an error that is both ErrTimeout and
-	// context.DeadlineExceeded, as when the context's deadline passes.
+	// context.DeadlineExceeded, as when the context's deadline passes. It also bounds each
+	// send, whatever the context: a message that no connection takes within Timeout (none
+	// is up: a client that binds with no server connected, or one whose connection libzmq
+	// dropped) fails the same way, and its bytes go first with the next send.
 	Timeout time.Duration
 	// FinishedWait is how long a REQ client waits for a C++ server's answer to its last
 	// handshake flight before it sends data without one (default 1 s); see Client.Handshake.
