@@ -133,6 +133,10 @@ type ClientOptions struct {
 //     a new socket, and a new, resumed where the server allows, TLS session), which also
 //     gets past a server that will never answer; without it, a reply that never comes makes
 //     the next calls time out too, until Reconnect.
+//   - A handshake that ran out of time (REQ or DEALER) is started over by the next call, on a
+//     new socket, whatever ClientOptions.Reconnect says: the session never began, so nothing
+//     is lost, while the server's answer may never come (it restarted, or the ClientHello
+//     went with a dropped connection). A client that binds its endpoint waits on instead.
 //
 // A wait that runs out of time, by the client's Timeout or a context's deadline, fails with
 // an error that is both ErrTimeout and context.DeadlineExceeded (errors.Is); a cancelled
@@ -357,9 +361,14 @@ func (c *Client) fail(err error) error {
 	return err
 }
 
-// recover reconnects a broken client that was asked to (ClientOptions.Reconnect).
+// recover starts a broken client over: after any failure with ClientOptions.Reconnect, and
+// after a handshake that ran out of time in any case (see Client, "After a timeout"), unless
+// the client binds its endpoint (a new socket could not bind it again at once).
 func (c *Client) recover(ctx context.Context) error {
-	if c.broken == nil || !c.opts.Reconnect || c.closed {
+	if c.broken == nil || c.closed {
+		return nil
+	}
+	if !c.opts.Reconnect && (c.opts.Bind || c.e.HandshakeComplete() || !errors.Is(c.broken, ErrTimeout)) {
 		return nil
 	}
 	return c.reconnect(ctx)

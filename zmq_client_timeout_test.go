@@ -13,6 +13,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
 // slowFirst is an echo handler that takes d over the first request. The server runs its
@@ -466,4 +468,72 @@ func TestSendWithoutConnectionTimesOut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A handshake that ran out of time is started over by the next call ("After a timeout" in the
+// Client's doc): here the first server took the ClientHello and never answered, then went, and
+// a tlszmq server came up at the same endpoint; the next Request, with no Reconnect option,
+// completes a new handshake with it and is answered, REQ and DEALER. Waiting on for the first
+// server's answer would time out for ever.
+func TestClientHandshakeStartsOverAfterTimeout(t *testing.T) {
+	sctx := mustContext(t, RoleServer, serverConfig("server"))
+	for _, pattern := range []Pattern{REQ, DEALER} {
+		t.Run(pattern.String(), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			endpoint := "tcp://" + ln.Addr().String()
+			ln.Close()
+			mute, err := zmq.NewSocket(zmq.ROUTER) // takes the ClientHello, answers nothing
+			if err != nil {
+				t.Fatal(err)
+			}
+			mute.SetLinger(0)
+			if err := mute.Bind(endpoint); err != nil {
+				t.Fatal(err)
+			}
+			c := newClient(t, clientConfig(), endpoint, &ClientOptions{Pattern: pattern, ServerName: "localhost", Timeout: 300 * time.Millisecond})
+			if _, err := c.Request(context.Background(), []byte("ping")); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("with a server that does not answer: %v, want a timeout", err)
+			}
+			if _, err := zmqpoll.Recv(pollerFor(mute), mute, 2*time.Second); err != nil {
+				t.Fatalf("the mute server got no ClientHello: %v", err)
+			}
+			mute.Unbind(endpoint)
+			mute.Close()
+
+			var srv *Server
+			for deadline := time.Now().Add(5 * time.Second); srv == nil; time.Sleep(20 * time.Millisecond) {
+				s, err := NewServer(sctx, endpoint, echo, nil)
+				if err == nil {
+					srv = s
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("binding %s again: %v", endpoint, err)
+				}
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(context.Background()) }()
+			defer func() {
+				srv.Close()
+				<-errc
+			}()
+			reply, err := c.Request(ctxTimeout(t, 10*time.Second), []byte("ping"))
+			if err != nil || len(reply) != 1 || string(reply[0]) != "ping" {
+				t.Fatalf("after the server came up: %q, %v", reply, err)
+			}
+			if n := c.Stats().Reconnects; n != 1 {
+				t.Errorf("Stats().Reconnects = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// pollerFor returns a poller of sock's input.
+func pollerFor(sock *zmq.Socket) *zmq.Poller {
+	p := zmq.NewPoller()
+	p.Add(sock, zmq.POLLIN)
+	return p
 }
