@@ -470,23 +470,28 @@ func parseKeyURI(uri string) (keyURI, error) {
 		if !hasValue || name == "" {
 			return k, errors.New("an attribute is not name=value")
 		}
+		// decode reads pin-value's or module-path's value, given once.
+		decode := func(seen bool) (string, error) {
+			v, err := url.PathUnescape(value)
+			switch {
+			case seen:
+				return "", fmt.Errorf("%s is given twice", name)
+			case err != nil || v == "" || strings.ContainsRune(v, 0):
+				return "", fmt.Errorf("%s is empty, not percent-encoded or holds a NUL", name)
+			}
+			return v, nil
+		}
 		switch {
 		case name == "pin-value":
-			if k.pin != "" {
-				return k, errors.New("pin-value is given twice")
-			}
-			pin, err := url.PathUnescape(value)
-			if err != nil || pin == "" || strings.ContainsRune(pin, 0) {
-				return k, errors.New("pin-value is empty, not percent-encoded or holds a NUL")
+			pin, err := decode(k.pin != "")
+			if err != nil {
+				return k, err
 			}
 			k.pin, k.hasPIN = pin, true
 		case name == "module-path":
-			if k.module != "" {
-				return k, errors.New("module-path is given twice")
-			}
-			m, err := url.PathUnescape(value)
-			if err != nil || m == "" || strings.ContainsRune(m, 0) {
-				return k, errors.New("module-path is empty, not percent-encoded or holds a NUL")
+			m, err := decode(k.module != "")
+			if err != nil {
+				return k, err
 			}
 			if !filepath.IsAbs(m) {
 				return k, errors.New("module-path must be an absolute path: the dynamic loader searches its library path for a relative one")

@@ -307,9 +307,10 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 	var uri keyURI
 	if cfg.KeyURI != "" {
 		uri, _ = parseKeyURI(cfg.KeyURI) // cfg.check has refused a URI that does not parse
+		uri.module = modulePath(uri.module)
 		cc.key_uri = cstr(uri.engine)
 		cc.key_uri_name = cstr(uri.shown)
-		cc.key_module = cstr(modulePath(uri.module))
+		cc.key_module = cstr(uri.module)
 		if uri.pin != "" {
 			cc.key_password = cstr(uri.pin) // the URI's pin-value overrides KeyPassword
 		}
@@ -342,8 +343,7 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 		}
 		if cfg.KeyURI != "" {
 			e.Reasons = append(e.Reasons, keyURIHints(e, cfg, uri)...)
-		}
-		if cfg.KeyURI == "" && strings.HasPrefix(e.Op, "loading the private key") && e.says("bad password read", "bad decrypt") {
+		} else if strings.HasPrefix(e.Op, "loading the private key") && e.says("bad password read", "bad decrypt") {
 			if cfg.KeyPassword == "" {
 				e.Reasons = append(e.Reasons, "the key is encrypted and Config.KeyPassword is not set")
 			} else {
@@ -404,7 +404,7 @@ func modulePath(module string) string {
 
 // keyURIHints says in words why a key named by a PKCS#11 URI did not load, from OpenSSL's and
 // libp11's reasons: a PIN the token refused (or none given), no such token or key, a module
-// that could not be loaded.
+// that could not be loaded (uri.module is the one modulePath chose).
 func keyURIHints(e *Error, cfg *Config, uri keyURI) []string {
 	var hints []string
 	switch {
@@ -419,7 +419,7 @@ func keyURIHints(e *Error, cfg *Config, uri keyURI) []string {
 	case e.says("object not found"):
 		hints = append(hints, "no token and private key match the URI: check its token= and object= (or id=) attributes, and the module")
 	case e.says("Unable to load"):
-		m := modulePath(uri.module)
+		m := uri.module
 		if m == "" {
 			m = "libp11's default module (PKCS11_MODULE_PATH, else p11-kit-proxy)"
 		}

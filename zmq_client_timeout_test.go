@@ -401,12 +401,7 @@ func TestSendWithoutConnectionTimesOut(t *testing.T) {
 	for _, pattern := range []Pattern{REQ, DEALER} {
 		t.Run(pattern.String(), func(t *testing.T) {
 			const wait = 200 * time.Millisecond
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			endpoint := "tcp://" + ln.Addr().String()
-			ln.Close()
+			endpoint := freeEndpoint(t)
 			c, err := NewClient(cctx, endpoint, &ClientOptions{Pattern: pattern, Bind: true, ServerName: "localhost", Timeout: wait})
 			if err != nil {
 				t.Fatal(err)
@@ -479,12 +474,7 @@ func TestClientHandshakeStartsOverAfterTimeout(t *testing.T) {
 	sctx := mustContext(t, RoleServer, serverConfig("server"))
 	for _, pattern := range []Pattern{REQ, DEALER} {
 		t.Run(pattern.String(), func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			endpoint := "tcp://" + ln.Addr().String()
-			ln.Close()
+			endpoint := freeEndpoint(t)
 			mute, err := zmq.NewSocket(zmq.ROUTER) // takes the ClientHello, answers nothing
 			if err != nil {
 				t.Fatal(err)
@@ -529,6 +519,17 @@ func TestClientHandshakeStartsOverAfterTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// freeEndpoint returns a tcp:// endpoint on a loopback port that was free a moment ago.
+func freeEndpoint(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "tcp://" + ln.Addr().String()
 }
 
 // pollerFor returns a poller of sock's input.

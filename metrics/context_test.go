@@ -34,15 +34,21 @@ func gather(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	mfs, err := reg.Gather()
+	return byName(t, reg)
+}
+
+// byName gathers g's metric families, by name.
+func byName(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]*dto.MetricFamily{}
+	families := map[string]*dto.MetricFamily{}
 	for _, mf := range mfs {
-		byName[mf.GetName()] = mf
+		families[mf.GetName()] = mf
 	}
-	return byName
+	return families
 }
 
 // one returns the only metric of a family, with its labels as a map.

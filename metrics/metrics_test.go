@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/metrics"
@@ -116,14 +115,7 @@ tlszmq_dropped_messages_total 0
 		t.Error(err)
 	}
 
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]*dto.MetricFamily{}
-	for _, f := range families {
-		got[f.GetName()] = f
-	}
+	got := byName(t, reg)
 	for _, name := range []string{"tlszmq_sessions", "tlszmq_handshakes_total", "tlszmq_handshake_failures_total", "tlszmq_handshake_duration_seconds",
 		"tlszmq_bytes_total", "tlszmq_messages_total", "tlszmq_sessions_removed_total", "tlszmq_budget_exceeded_total", "tlszmq_dropped_messages_total",
 		"tlszmq_connections_refused_total"} {

@@ -5,30 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
 )
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // startDevice runs tlsdevice with args until the test ends, and returns its stderr.
 func startDevice(t *testing.T, args []string) *syncbuf.Buffer {
@@ -76,9 +62,9 @@ func TestAllowDenyPass(t *testing.T) {
 		{"pin allow", []string{"-pin", "-allow", "127.0.0.1"}, "allow"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			front := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			back := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
-			stderr := startDevice(t, append([]string{"-frontend", "tcp://" + front, "-backend", back}, c.args...))
+			front := fmt.Sprintf("tcp://127.0.0.1:%d", cmdtest.FreePort(t))
+			back := fmt.Sprintf("tcp://127.0.0.1:%d", cmdtest.FreePort(t))
+			stderr := startDevice(t, append([]string{"-frontend", front, "-backend", back}, c.args...))
 			sctx := cmdtest.Context(t, tlszmq.RoleServer, &tlszmq.Config{CertFile: certFile("server.crt"), KeyFile: certFile("server.key")})
 			srv, err := tlszmq.NewServer(sctx, back, func(_ context.Context, _ *tlszmq.Peer, req [][]byte) ([][]byte, error) {
 				return req, nil
@@ -89,12 +75,7 @@ func TestAllowDenyPass(t *testing.T) {
 			cmdtest.Serve(t, srv.Serve)
 			cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: certFile("ca.crt"), ServerName: "localhost"})
 			ask := func(source string, timeout time.Duration) error {
-				c, err := tlszmq.NewClient(cctx, fmt.Sprintf("tcp://%s:0;%s", source, front), &tlszmq.ClientOptions{Timeout: timeout})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				got, err := c.Request(context.Background(), []byte("hello"))
+				got, err := cmdtest.RequestFrom(t, cctx, source, front, timeout)
 				if err == nil && (len(got) != 1 || string(got[0]) != "hello") {
 					t.Fatalf("from %s: got %q", source, got)
 				}
@@ -130,30 +111,13 @@ func TestAllowDenyOriginate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmdtest.Serve(t, srv.Serve)
-	front := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	stderr := startDevice(t, []string{"-mode", "originate", "-frontend", "tcp://" + front, "-upstream", srv.Endpoint(),
+	front := fmt.Sprintf("tcp://127.0.0.1:%d", cmdtest.FreePort(t))
+	stderr := startDevice(t, []string{"-mode", "originate", "-frontend", front, "-upstream", srv.Endpoint(),
 		"-ca", certFile("ca.crt"), "-deny", "127.0.0.2"})
-	ask := func(source string, timeout time.Duration) bool {
-		req, err := zmq.NewSocket(zmq.REQ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer req.Close()
-		req.SetLinger(0)
-		req.SetRcvtimeo(timeout)
-		if err := req.Connect(fmt.Sprintf("tcp://%s:0;%s", source, front)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := req.Send("plain", 0); err != nil {
-			t.Fatal(err)
-		}
-		got, err := req.Recv(0)
-		return err == nil && got == "plain"
-	}
-	if !ask("127.0.0.1", 10*time.Second) {
+	if !cmdtest.PlainRequestFrom(t, "127.0.0.1", front, 10*time.Second) {
 		t.Fatalf("a client from 127.0.0.1 was not answered; stderr:\n%s", stderr.String())
 	}
-	if ask("127.0.0.2", 500*time.Millisecond) {
+	if cmdtest.PlainRequestFrom(t, "127.0.0.2", front, 500*time.Millisecond) {
 		t.Fatal("a client from 127.0.0.2 was answered, past -deny")
 	}
 	wantRefusedLine(t, stderr, "deny")

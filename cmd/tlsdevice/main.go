@@ -216,7 +216,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) (err error) { 
 		front, back := d.Endpoints()
 		// SIGHUP reloads from here on: before the start-up line, which says the device is up.
 		defer cli.ReloadOnHangup(ctx, log, tctx, func() (*tlszmq.Config, error) { return config(io.Discard) })()
-		cli.Startup(stderr, "tlsdevice", fmt.Sprintf("TLS clients at %s, plaintext workers at %s%s", front, back, served), cfg)
+		cli.Startup(stderr, "tlsdevice", fmt.Sprintf("TLS clients at %s, plaintext workers at %s%s", front, back, served), cfg, tctx.Certificate())
 		return d.Run(ctx)
 	case "originate":
 		cfg, err := tf.ClientConfig(zmqendpoint.Host(*upstream), stderr)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cli"
-	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/cmdtest"
 )
 
 // -allow and -deny reach the server: a client from 127.0.0.1 is answered, one whose
@@ -28,39 +27,12 @@ func TestAllowDenyFlags(t *testing.T) {
 		{"deny", []string{"-deny", "10.0.0.0/8", "-deny", "127.0.0.2/32,2001:db8::/32"}, "deny"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
-			endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", port)
-			ctx, cancel := context.WithCancel(context.Background())
-			var stdout syncbuf.Buffer
-			stderr := &syncbuf.Buffer{}
-			done := make(chan error, 1)
-			go func() {
-				done <- run(ctx, append([]string{"-endpoint", endpoint, "-q",
-					"-cert", "../../testdata/certs/server.crt", "-key", "../../testdata/certs/server.key"}, c.args...), &stdout, stderr)
-			}()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
-			tctx, err := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{CAFile: "../../testdata/certs/ca.crt", ServerName: "localhost"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tctx.Close()
+			endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", cmdtest.FreePort(t))
+			stderr, _ := startServer(t, append([]string{"-endpoint", endpoint, "-q",
+				"-cert", "../../testdata/certs/server.crt", "-key", "../../testdata/certs/server.key"}, c.args...)...)
+			cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: "../../testdata/certs/ca.crt", ServerName: "localhost"})
 			ask := func(source string, timeout time.Duration) error {
-				c, err := tlszmq.NewClient(tctx, fmt.Sprintf("tcp://%s:0;127.0.0.1:%d", source, port), &tlszmq.ClientOptions{Timeout: timeout})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				_, err = c.Request(context.Background(), []byte("hello world!"))
+				_, err := cmdtest.RequestFrom(t, cctx, source, endpoint, timeout)
 				return err
 			}
 			if err := ask("127.0.0.1", 10*time.Second); err != nil {

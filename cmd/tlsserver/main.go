@@ -153,6 +153,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	// SIGHUP reloads from here on: before the start-up line, which says the server is up.
 	defer cli.ReloadOnHangup(ctx, log, tctx, func() (*tlszmq.Config, error) { return config(io.Discard) })()
-	cli.Startup(stderr, "tlsserver", what, cfg)
+	cli.Startup(stderr, "tlsserver", what, cfg, tctx.Certificate())
 	return srv.Serve(ctx)
 }

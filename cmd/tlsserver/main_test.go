@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,32 @@ import (
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
 )
+
+// startServer runs tlsserver with args in this process until stop is called or the test
+// ends, and returns its stderr. stop returns run's error; the test's end reports it as one.
+func startServer(t *testing.T, args ...string) (stderr *syncbuf.Buffer, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout syncbuf.Buffer
+	stderr = &syncbuf.Buffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, &stdout, stderr) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("tlsserver %q: %v\n%s", args, err, stderr.String())
+		}
+	})
+	return stderr, stop
+}
 
 // Bad use is one line on stderr and exit status 2, before anything is bound.
 func TestBadUse(t *testing.T) {
@@ -70,26 +97,10 @@ func TestHelpListsEveryFlag(t *testing.T) {
 // The budget flags reach the server: with -max-parts 2, a message of two parts is answered and
 // one of three ends the session, with the reason in the log.
 func TestBudgetFlags(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := "tcp://" + ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout bytes.Buffer
-	stderr := &syncbuf.Buffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-endpoint", endpoint, "-q", "-max-parts", "2",
-			"-cert", "../../testdata/certs/server.crt", "-key", "../../testdata/certs/server.key"}, &stdout, stderr)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	endpoint := fmt.Sprintf("tcp://127.0.0.1:%d", cmdtest.FreePort(t))
+	stderr, _ := startServer(t, "-endpoint", endpoint, "-q", "-max-parts", "2",
+		"-cert", "../../testdata/certs/server.crt", "-key", "../../testdata/certs/server.key")
+	ctx := context.Background()
 	tctx, err := tlszmq.NewContext(tlszmq.RoleClient, &tlszmq.Config{CAFile: "../../testdata/certs/ca.crt", ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
-	"github.com/tlszmq/tlszmq/internal/syncbuf"
 )
 
 // softHSMToken makes a SoftHSM2 token in a folder of the test's, holding testdata's server key
@@ -107,26 +106,8 @@ func TestPKCS11Key(t *testing.T) {
 		t.Fatal(err)
 	}
 	uri := fmt.Sprintf("pkcs11:token=cmdtest;object=server;type=private?pin-source=file:%s&module-path=%s", pinFile, module)
-	port := freePort(t)
-	endpoint := "tcp://127.0.0.1:" + port
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout syncbuf.Buffer
-	stderr := &syncbuf.Buffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-endpoint", endpoint, "-cert", filepath.Join(certs, "server.crt"), "-key", uri}, &stdout, stderr)
-	}()
-	stopped := false
-	stop := func() error {
-		cancel()
-		stopped = true
-		return <-done
-	}
-	defer func() {
-		if !stopped {
-			stop()
-		}
-	}()
+	endpoint := "tcp://127.0.0.1:" + freePort(t)
+	stderr, stop := startServer(t, "-endpoint", endpoint, "-cert", filepath.Join(certs, "server.crt"), "-key", uri)
 	cctx := cmdtest.Context(t, tlszmq.RoleClient, &tlszmq.Config{CAFile: filepath.Join(certs, "ca.crt"), ServerName: "localhost"})
 	c, err := tlszmq.NewClient(cctx, endpoint, &tlszmq.ClientOptions{Timeout: 10 * time.Second})
 	if err != nil {

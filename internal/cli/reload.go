@@ -26,9 +26,9 @@ func Reload(log *slog.Logger, why string, tctx *tlszmq.Context, build func() (*t
 		log.Error("reload refused: the old configuration stays", "on", why, "reason", err)
 		return err
 	}
-	cert, cerr := servedCertificate(cfg)
-	if cerr != nil {
-		log.Info("reloaded", "on", why, "certificate", "unreadable: "+cerr.Error())
+	cert := tctx.Certificate() // the one OpenSSL loaded
+	if cert == nil {
+		log.Info("reloaded", "on", why, "certificate", "none")
 		return nil
 	}
 	log.Info("reloaded", "on", why, "certificate", cert.Subject.String(), "expires", cert.NotAfter.UTC().Format(time.DateOnly))

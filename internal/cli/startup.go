@@ -2,10 +2,8 @@ package cli
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/tlszmq/tlszmq"
@@ -16,17 +14,17 @@ const expiryWarning = 30 * 24 * time.Hour
 
 // Startup is the start-up line of a command that serves TLS (tlsserver, tlsdevice in
 // terminate mode), on stderr: what it listens on, its TLS versions, FIPS on or off, and the
-// subject and expiry of its certificate; then a warning line if the certificate expires
-// within 30 days (or has expired). what is the command's own description of its endpoints.
-func Startup(stderr io.Writer, name, what string, cfg *tlszmq.Config) {
+// subject and expiry of its certificate (the Context's, tlszmq.Context.Certificate); then a
+// warning line if the certificate expires within 30 days (or has expired). what is the
+// command's own description of its endpoints.
+func Startup(stderr io.Writer, name, what string, cfg *tlszmq.Config, cert *x509.Certificate) {
 	fips := "off"
 	if cfg.FIPS {
 		fips = "on"
 	}
 	line := fmt.Sprintf("%s: %s; %s; FIPS %s", name, what, versions(cfg), fips)
-	cert, err := servedCertificate(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s; certificate: %v\n", line, err)
+	if cert == nil {
+		fmt.Fprintf(stderr, "%s; no certificate\n", line)
 		return
 	}
 	fmt.Fprintf(stderr, "%s; certificate %s, expires %s\n", line, cert.Subject, cert.NotAfter.UTC().Format(time.DateOnly))
@@ -52,20 +50,4 @@ func versions(cfg *tlszmq.Config) string {
 		return tlszmq.VersionName(lo)
 	}
 	return tlszmq.VersionName(lo) + " to " + tlszmq.VersionName(hi)
-}
-
-// servedCertificate parses the leaf certificate a configuration serves.
-func servedCertificate(cfg *tlszmq.Config) (*x509.Certificate, error) {
-	data := cfg.CertPEM
-	if cfg.CertFile != "" {
-		var err error
-		if data, err = os.ReadFile(cfg.CertFile); err != nil {
-			return nil, err
-		}
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("no PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
 }

@@ -3,14 +3,11 @@ package device
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
@@ -19,13 +16,7 @@ import (
 )
 
 // These tests put Limits.Allow and Deny on a device's client-facing socket and connect
-// clients from two loopback addresses: 127.0.0.1, and 127.0.0.2 as the source address of the
-// connection (ZeroMQ's "tcp://source:0;host:port"). Linux routes all of 127.0.0.0/8 to lo.
-
-// from returns endpoint (tcp://127.0.0.1:port) reached from the source address.
-func from(source, endpoint string) string {
-	return fmt.Sprintf("tcp://%s:0;%s", source, strings.TrimPrefix(endpoint, "tcp://"))
-}
+// clients from 127.0.0.1 and 127.0.0.2 (cmdtest.RequestFrom, PlainRequestFrom).
 
 // wantRefusalLogged waits for the device's WARN line refusing source by list.
 func wantRefusalLogged(t *testing.T, logs *syncbuf.Buffer, endpoint, source, list string) {
@@ -64,19 +55,10 @@ func TestPassThroughAllowDeny(t *testing.T) {
 				waitFor(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
 			}
 			cctx := clientTLS(t)
-			ask := func(source string, timeout time.Duration) error {
-				cl, err := tlszmq.NewClient(cctx, from(source, front), &tlszmq.ClientOptions{Timeout: timeout})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer cl.Close()
-				_, err = cl.Request(context.Background(), []byte("hello"))
-				return err
-			}
-			if err := ask("127.0.0.1", 10*time.Second); err != nil {
+			if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.1", front, 10*time.Second); err != nil {
 				t.Fatalf("a client from 127.0.0.1: %v\n%s", err, logs.String())
 			}
-			if err := ask("127.0.0.2", 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
+			if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.2", front, 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
 				t.Fatalf("a client from 127.0.0.2: %v, want a timeout (refused)", err)
 			}
 			waitFor(t, func() bool { return d.Refused() > 0 }, "the refusal to be counted")
@@ -105,25 +87,10 @@ func TestOriginateAllow(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmdtest.Serve(t, d.Run)
-	ask := func(source string, timeout time.Duration) bool {
-		req, err := zmq.NewSocket(zmq.REQ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer req.Close()
-		req.SetLinger(0)
-		req.SetRcvtimeo(timeout)
-		if err := req.Connect(from(source, d.Endpoint())); err != nil {
-			t.Fatal(err)
-		}
-		send(t, req, "plain")
-		got, err := req.RecvMessage(0)
-		return err == nil && len(got) == 1 && got[0] == "plain"
-	}
-	if !ask("127.0.0.1", 10*time.Second) {
+	if !cmdtest.PlainRequestFrom(t, "127.0.0.1", d.Endpoint(), 10*time.Second) {
 		t.Fatalf("a client from 127.0.0.1 was not answered\n%s", logs.String())
 	}
-	if ask("127.0.0.2", 500*time.Millisecond) {
+	if cmdtest.PlainRequestFrom(t, "127.0.0.2", d.Endpoint(), 500*time.Millisecond) {
 		t.Fatal("a client from 127.0.0.2 was answered, past -allow")
 	}
 	waitFor(t, func() bool { return d.Refused() > 0 }, "the refusal to be counted")
@@ -148,19 +115,10 @@ func TestTerminateLimitsDeny(t *testing.T) {
 	})
 	waitFor(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
 	cctx := clientTLS(t)
-	ask := func(source string, timeout time.Duration) error {
-		cl, err := tlszmq.NewClient(cctx, from(source, front), &tlszmq.ClientOptions{Timeout: timeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		_, err = cl.Request(context.Background(), []byte("hello"))
-		return err
-	}
-	if err := ask("127.0.0.1", 10*time.Second); err != nil {
+	if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.1", front, 10*time.Second); err != nil {
 		t.Fatalf("a client from 127.0.0.1: %v", err)
 	}
-	if err := ask("127.0.0.2", 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
+	if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.2", front, 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
 		t.Fatalf("a client from 127.0.0.2: %v, want a timeout (refused)", err)
 	}
 	waitFor(t, func() bool { return d.Server().Counters().RefusedByList["deny"] > 0 }, "the refusal to be counted by the server")

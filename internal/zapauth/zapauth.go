@@ -360,7 +360,8 @@ func startHandler() (*handler, error) {
 	return h, nil
 }
 
-// stop tells the handler's goroutine to close its sockets, and waits for it.
+// stop tells the handler's goroutine to close its sockets, and waits for it. The send fails
+// only when the ZeroMQ context has ended, and the goroutine has ended with it (ETERM).
 func (h *handler) stop() {
 	if _, err := h.ctl.Send("stop", 0); err == nil {
 		<-h.done
@@ -419,6 +420,8 @@ func (h *handler) run(ready chan<- error) {
 			if err != nil {
 				continue // nothing after all: a REP that received nothing owes no reply
 			}
+			// A REP sends its reply to the session that asked, over inproc: it fails only
+			// when the ZeroMQ context ends, which the next poll reports (ETERM).
 			rep.SendMessage(answer(req))
 		}
 	}
