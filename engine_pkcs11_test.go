@@ -76,11 +76,11 @@ func TestPKCS11KeyErrors(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		// hsmPINToken is never logged into with the right PIN: PKCS#11 keeps a process's login.
-		{"wrong PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmPINToken, hsmRSAKey), KeyPassword: "9999"},
+		{"wrong PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmPINToken, hsmRSAKey), KeyPassword: "wrong-PIN-9"},
 			[]string{"PIN incorrect", "refused the PIN"}},
-		{"wrong pin-value", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), "?", "?pin-value=4321&", 1)},
+		{"wrong pin-value", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), "?", "?pin-value=wrong-PIN-4&", 1)},
 			[]string{"PIN incorrect", "pin-value=***"}},
-		{"wrong pin-value after &", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), ";type=private?", ";type=private&pin-value=4321?", 1)},
+		{"wrong pin-value after &", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), ";type=private?", ";type=private&pin-value=wrong-PIN-4?", 1)},
 			[]string{"PIN incorrect", "refused the PIN", "pin-value=***"}},
 		{"no PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmPINToken, hsmRSAKey)},
 			[]string{"no PIN was given"}},
@@ -107,7 +107,7 @@ func TestPKCS11KeyErrors(t *testing.T) {
 					t.Errorf("error lacks %q: %v", w, err)
 				}
 			}
-			if strings.Contains(err.Error(), "4321") || strings.Contains(err.Error(), "9999") {
+			if strings.Contains(err.Error(), "wrong-PIN-4") || strings.Contains(err.Error(), "wrong-PIN-9") {
 				t.Errorf("the error shows the PIN: %v", err)
 			}
 			t.Logf("%v", err)

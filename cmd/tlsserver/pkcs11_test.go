@@ -83,11 +83,11 @@ func softHSMToken(t *testing.T, token, label, pin string) string {
 // tlsserver is given a wrong pin-value: it fails with status 3 before serving, naming the
 // refused PIN, and nothing it writes (libp11's own lines included) shows the PIN.
 func TestPKCS11Key(t *testing.T) {
-	module := softHSMToken(t, "cmdtest", "server", "4321")
+	module := softHSMToken(t, "cmdtest", "server", "token-PIN")
 	certs := filepath.Join(cmdtest.Root(), "testdata", "certs")
 
 	// "&" before pin-value, where RFC 7512 has ";": libp11 reads it all the same.
-	bad := fmt.Sprintf("pkcs11:token=cmdtest;object=server;type=private&pin-value=9999?module-path=%s", module)
+	bad := fmt.Sprintf("pkcs11:token=cmdtest;object=server;type=private&pin-value=wrong-PIN?module-path=%s", module)
 	cmd := exec.Command(cmdtest.Build(t, "tlsserver"), "-endpoint", "tcp://127.0.0.1:"+freePort(t),
 		"-cert", filepath.Join(certs, "server.crt"), "-key", bad)
 	var badOut, badErr bytes.Buffer
@@ -97,12 +97,12 @@ func TestPKCS11Key(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(badErr.String(), "refused the PIN") {
 		t.Fatalf("a wrong PIN: %v, want exit status 3 naming the refused PIN; stderr:\n%s", err, badErr.String())
 	}
-	if strings.Contains(badErr.String()+badOut.String(), "9999") {
+	if strings.Contains(badErr.String()+badOut.String(), "wrong-PIN") {
 		t.Errorf("the PIN is in the output:\n%s%s", badOut.String(), badErr.String())
 	}
 
 	pinFile := filepath.Join(t.TempDir(), "pin")
-	if err := os.WriteFile(pinFile, []byte("4321"), 0o600); err != nil {
+	if err := os.WriteFile(pinFile, []byte("token-PIN"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	uri := fmt.Sprintf("pkcs11:token=cmdtest;object=server;type=private?pin-source=file:%s&module-path=%s", pinFile, module)
@@ -124,7 +124,7 @@ func TestPKCS11Key(t *testing.T) {
 	if !strings.Contains(stderr.String(), "certificate CN=localhost,O=tlszmq,C=ZZ, expires 2086-11-10") {
 		t.Errorf("no start-up line names the certificate; stderr:\n%s", stderr.String())
 	}
-	if strings.Contains(stderr.String(), "4321") {
+	if strings.Contains(stderr.String(), "token-PIN") {
 		t.Errorf("the PIN is in the log; stderr:\n%s", stderr.String())
 	}
 }
