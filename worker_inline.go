@@ -23,6 +23,7 @@ type lending struct {
 	lent    uint64 // the call the worker's goroutine is in (0: none)
 	calls   uint64 // calls made, numbering them
 	hurried uint64 // the last call handed over by a Reply, not by its own slowness
+	handed  int    // calls handed over, for the tests
 }
 
 // handleInline runs the handler on a session's messages on the worker's goroutine. It
@@ -74,6 +75,7 @@ func (w *worker) takeOver(id uint64, hurried bool) {
 	if hurried {
 		w.lending.hurried = id
 	}
+	w.lending.handed++
 	w.lending.mu.Unlock()
 	go w.loop()
 }

@@ -313,12 +313,40 @@ func TestNoHandlerCallsAfterTheSessionEnds(t *testing.T) {
 
 // A client that pipelines within the budget is not ended because the workers are behind:
 // MaxMessageSize bounds the frames waiting behind a session's handler, not those the worker
-// has yet to take.
+// has yet to take. Frames do wait behind the handler, by design, once a call has outlasted
+// handlerInline and the worker carried on without it (the session's calls run on goroutines
+// of their own from then on): on a loaded machine a descheduled echo can, so an attempt in
+// which the worker was handed over is made again, and a failure counts only in an attempt
+// where it never was.
 func TestPipeliningWithinTheBudget(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		slow, err := pipelineWithinTheBudget(t)
+		if err == nil {
+			return
+		}
+		if !slow || attempt == 5 {
+			t.Fatalf("attempt %d (the worker handed over: %v): %v", attempt, slow, err)
+		}
+		t.Logf("attempt %d: %v, after a handler call that outlasted %v", attempt, err, handlerInline)
+	}
+}
+
+// pipelineWithinTheBudget sends 40 messages of 12 KiB at once to an echo server whose
+// MaxMessageSize is 16 KiB and takes the replies; slow reports that a handler call outlasted
+// handlerInline, so that the worker carried on without it.
+func pipelineWithinTheBudget(t *testing.T) (slow bool, err error) {
 	const size = 12 << 10
 	srv := startServer(t, serverConfig("server-ec"), "tcp://127.0.0.1:*", echo,
 		&ServerOptions{MaxMessageSize: 16 << 10, Workers: 1})
+	defer srv.Close()
+	handedOver := func() bool {
+		l := &srv.workers[0].lending
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.handed > 0
+	}
 	c := newClient(t, clientConfig(), srv.Endpoint(), &ClientOptions{Pattern: DEALER, MaxMessageSize: 16 << 10})
+	defer c.Close()
 	ctx := ctxTimeout(t, 20*time.Second)
 	msg := make([]byte, size)
 	for range 40 {
@@ -329,10 +357,11 @@ func TestPipeliningWithinTheBudget(t *testing.T) {
 	for i := range 40 {
 		got, err := c.Recv(ctx)
 		if err != nil || len(got) != 1 || len(got[0]) != size {
-			t.Fatalf("reply %d: %d parts, %v", i, len(got), err)
+			return handedOver(), fmt.Errorf("reply %d: %d parts, %v", i, len(got), err)
 		}
 	}
 	if st := srv.Stats(); st.BudgetExceeded != 0 {
-		t.Fatalf("stats %+v", st)
+		return handedOver(), fmt.Errorf("stats %+v", st)
 	}
+	return false, nil
 }
