@@ -74,6 +74,20 @@ func CppPeer(t testing.TB) string {
 	return peerPath
 }
 
+// Main runs a package's tests and then removes what Build and CppPeer built: call it from
+// the TestMain of every package that uses them, so that runs leave nothing in the temporary
+// folder.
+func Main(m *testing.M) {
+	code := m.Run()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	if peerPath != "" {
+		os.RemoveAll(filepath.Dir(peerPath))
+	}
+	os.Exit(code)
+}
+
 type buildError struct{ out string }
 
 // Error returns the build's output.
