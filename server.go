@@ -296,9 +296,6 @@ type Server struct {
 	maxFrame int // the largest ZeroMQ frame accepted (ZMQ_MAXMSGSIZE)
 	workers  []*worker
 	events   *mailbox[event] // from the workers to the socket owner
-	// ownerPolls is set while the socket owner polls its sockets: a worker that puts the
-	// first event in the mailbox wakes it through the wake socket then, and only then.
-	ownerPolls atomic.Bool
 	// queuedFrames and queuedBytes count the frames given to the workers and not yet
 	// taken: past maxQueuedFrames or maxQueuedBytes a worker, the socket owner leaves the
 	// next ones in ZeroMQ's queue, so that the workers' backlog (and a session's wait for
@@ -307,8 +304,9 @@ type Server struct {
 
 	// Serve's goroutine's (the socket owner's).
 	sock          *zmq.Socket
-	wake          *zmq.Socket // PULL: the workers' word that events wait
-	wakeEndpoint  string
+	waiter        *zmqpoll.Waiter // the socket's wait; its Wake is the workers' word that events wait
+	backlog       bool            // the workers have enough to do: the socket is not read
+	readable      bool            // the socket has a message (ownerReady's finding)
 	serveCtx      context.Context // the handlers' contexts derive from it
 	table         *sessionTable
 	hellos        *helloTable
@@ -396,18 +394,11 @@ func NewServer(ctx *Context, endpoint string, handler Handler, opts *ServerOptio
 		table: newSessionTable(), hellos: newHelloTable(), outboxes: map[string]*outbox{}, reasons: map[*session]string{},
 		events: newMailbox[event](), stop: make(chan struct{}), done: make(chan struct{}), maxFrame: frameLimit(o.MaxMessageSize)}
 	if err == nil {
-		s.wakeEndpoint = fmt.Sprintf("inproc://tlszmq-server-wake-%p", s)
-		if s.wake, err = zmq.NewSocket(zmq.PULL); err == nil {
-			s.wake.SetLinger(0)
-			err = s.wake.Bind(s.wakeEndpoint)
-		}
+		s.waiter, err = zmqpoll.NewWaiter(sock)
 	}
 	if err != nil {
 		if sock != nil {
 			sock.Close()
-		}
-		if s.wake != nil {
-			s.wake.Close()
 		}
 		policy.Release() // after the socket closed; nil without lists
 		return nil, &OpError{Op: "serving", Endpoint: endpoint, Err: err}
@@ -495,16 +486,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	s.serveCtx = serveCtx
 	for _, w := range s.workers {
-		go w.run(s.wakeEndpoint)
+		go w.loop()
 	}
-	poller := zmq.NewPoller()
-	poller.Add(s.sock, zmq.POLLIN)
-	poller.Add(s.wake, zmq.POLLIN)
-	wakeOnly := zmq.NewPoller() // while the workers have enough to do
-	wakeOnly.Add(s.wake, zmq.POLLIN)
 	maxFrames, maxBytes := int64(maxQueuedFrames*len(s.workers)), int64(maxQueuedBytes*len(s.workers))
 	backlogged := func() bool { return s.queuedFrames.Load() >= maxFrames || s.queuedBytes.Load() >= maxBytes }
 	moreInput := false // the last batch stopped before the socket ran dry
+	ready := s.ownerReady
 	for {
 		select {
 		case <-ctx.Done():
@@ -513,43 +500,29 @@ func (s *Server) Serve(ctx context.Context) error {
 			return s.shutdown()
 		default:
 		}
-		wait, p := pollSlice, poller
+		wait := pollSlice
 		if len(s.blocked) > 0 {
 			wait = time.Millisecond
 		}
-		if backlogged() {
-			wait, p = time.Millisecond, wakeOnly
+		s.backlog = backlogged() // while the workers have enough to do, the socket waits
+		if s.backlog {
+			wait = time.Millisecond
 		}
 		if s.gave && !moreInput {
 			// The workers given jobs are ready to run, likely queued on this goroutine's
-			// processor, which a blocking poll (a cgo call) would hold for up to a
-			// scheduler tick: let them start first, and take their answers if they come
-			// at once, without the round of system calls a wake through the poll costs.
-			// Not while the socket has more to read: that goes first.
+			// processor: let them start first, and take their answers if they come at
+			// once. Not while the socket has more to read: that goes first.
 			s.awaitEvents(resultWait)
 		}
 		s.gave, moreInput = false, false
-		// The workers wake the owner through its wake socket only while it polls; events put
-		// before ownerPolls was set are found here (both sides check after they write).
-		s.ownerPolls.Store(true)
-		if s.events.waiting() {
-			wait = 0
-		}
-		polled, err := zmqpoll.Poll(p, wait)
-		s.ownerPolls.Store(false)
-		if err != nil {
+		// The workers' events wake the owner (Waiter.Wake); events put before it waits are
+		// found by ownerReady, which runs after the waiter is armed.
+		s.readable = false
+		if _, err := s.waiter.Wait(wait, ready); err != nil {
 			s.shutdown()
-			return &OpError{Op: "serving", Endpoint: s.endpoint, Err: fmt.Errorf("polling: %w", err)}
+			return &OpError{Op: "serving", Endpoint: s.endpoint, Err: fmt.Errorf("waiting for the socket: %w", err)}
 		}
-		for _, p := range polled {
-			if p.Socket == s.wake {
-				for {
-					if _, err := s.wake.RecvBytes(zmq.DONTWAIT); err != nil {
-						break
-					}
-				}
-				continue
-			}
+		if s.readable {
 			// Take what is queued, a bounded batch, before looking at the clock again.
 			moreInput = true // unless the socket runs dry
 			for range 256 {
@@ -573,6 +546,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
+// ownerReady is the socket owner's check before and during its wait: a message to read
+// (unless the workers are backlogged), or events from the workers.
+func (s *Server) ownerReady() bool {
+	s.readable = !s.backlog && zmqpoll.Readable(s.sock)
+	return s.readable || s.events.waiting()
+}
+
 // Close stops Serve (from any goroutine) and waits for it to send close_notify to every
 // session and return. A server that never served just closes its socket. Close is idempotent.
 func (s *Server) Close() error {
@@ -586,11 +566,12 @@ func (s *Server) Close() error {
 				w.refuse(j)
 			}
 		}
-		s.wake.Close()
+		s.waiter.Close()
 		return s.closeSocket()
 	}
 	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.waiter.Wake()
 	<-s.done
 	return nil
 }
@@ -636,6 +617,6 @@ func (s *Server) shutdown() error {
 	}
 	s.takeEvents()
 	s.unblock()
-	s.wake.Close()
+	s.waiter.Close()
 	return s.closeSocket()
 }

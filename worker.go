@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	zmq "github.com/pebbe/zmq4"
-
 	"github.com/tlszmq/tlszmq/bio"
 )
 
@@ -19,9 +17,8 @@ type worker struct {
 	s        *Server
 	id       int
 	jobs     *mailbox[job]
-	sessions int         // sessions given to it and not yet removed (the socket owner's count)
-	wake     *zmq.Socket // PUSH to the socket owner's wake socket (this goroutine's only)
-	scratch  []byte      // the encoding of one reply, reused
+	sessions int    // sessions given to it and not yet removed (the socket owner's count)
+	scratch  []byte // the encoding of one reply, reused
 	done     chan struct{}
 	batch    []job // the jobs taken: batch[pos:] are still to do, by whoever is the worker
 	pos      int
@@ -72,26 +69,6 @@ type event struct {
 	failed  bool   // eventEnded: during the handshake
 }
 
-// run starts the worker: its wake socket, then its loop.
-func (w *worker) run(wakeEndpoint string) {
-	var err error
-	if w.wake, err = zmq.NewSocket(zmq.PUSH); err == nil {
-		w.wake.SetLinger(0)
-		w.wake.SetSndhwm(2) // one wake waiting is as good as many
-		err = w.wake.Connect(wakeEndpoint)
-	}
-	if err != nil {
-		// Without a wake socket the socket owner still finds the events at its next poll
-		// (pollSlice): slower, not lost.
-		w.s.log.Error("tlszmq: worker without a wake socket: replies wait for the next poll", "server", w.s.endpoint, "reason", err)
-		if w.wake != nil {
-			w.wake.Close()
-			w.wake = nil
-		}
-	}
-	w.loop()
-}
-
 // loop does the worker's jobs, in order, until the quit job. The goroutine running it is the
 // worker; it may lend itself to a handler that then outlasts handlerInline, and a new
 // goroutine carries on with the jobs (see call).
@@ -121,9 +98,6 @@ func (w *worker) quit() {
 		w.refuse(j)
 	}
 	w.batch, w.pos = nil, 0
-	if w.wake != nil {
-		w.wake.Close()
-	}
 	close(w.done)
 }
 
@@ -137,8 +111,8 @@ func (w *worker) refuse(j job) {
 // post passes an event to the socket owner, waking it if it is asleep in its poll. An owner
 // that is not polling finds the event before it polls again (see Server.Serve).
 func (w *worker) post(ev event) {
-	if first, _ := w.s.events.put(ev); first && w.wake != nil && w.s.ownerPolls.Load() {
-		w.wake.SendBytes(nil, zmq.DONTWAIT) // a full queue means a wake is waiting already
+	if first, _ := w.s.events.put(ev); first {
+		w.s.waiter.Wake()
 	}
 }
 

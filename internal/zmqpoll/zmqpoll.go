@@ -1,4 +1,6 @@
-// Package zmqpoll holds the one way the project polls ZeroMQ sockets.
+// Package zmqpoll holds the ways the project waits for ZeroMQ sockets: Poll and Recv in
+// zmq_poll, for loops that watch several sockets; a Waiter in Go's netpoller, for the server's
+// one socket, which other goroutines wake.
 package zmqpoll
 
 import (
