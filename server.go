@@ -307,6 +307,7 @@ type Server struct {
 	waiter        *zmqpoll.Waiter // the socket's wait; its Wake is the workers' word that events wait
 	backlog       bool            // the workers have enough to do: the socket is not read
 	readable      bool            // the socket has a message (ownerReady's finding)
+	sockErr       error           // why the socket can no longer be asked (ownerReady's finding)
 	serveCtx      context.Context // the handlers' contexts derive from it
 	table         *sessionTable
 	hellos        *helloTable
@@ -492,6 +493,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	backlogged := func() bool { return s.queuedFrames.Load() >= maxFrames || s.queuedBytes.Load() >= maxBytes }
 	moreInput := false // the last batch stopped before the socket ran dry
 	ready := s.ownerReady
+	stopWaking := context.AfterFunc(ctx, s.waiter.Wake) // a cancelled ctx ends the wait at once
+	defer stopWaking()
 	for {
 		select {
 		case <-ctx.Done():
@@ -518,7 +521,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		// The workers' events wake the owner (Waiter.Wake); events put before it waits are
 		// found by ownerReady, which runs after the waiter is armed.
 		s.readable = false
-		if _, err := s.waiter.Wait(wait, ready); err != nil {
+		_, err := s.waiter.Wait(wait, ready)
+		if err == nil && s.sockErr != nil {
+			err = fmt.Errorf("the socket: %w", s.sockErr) // ZeroMQ's context terminated, say
+		}
+		if err != nil {
 			s.shutdown()
 			return &OpError{Op: "serving", Endpoint: s.endpoint, Err: fmt.Errorf("waiting for the socket: %w", err)}
 		}
@@ -549,7 +556,12 @@ func (s *Server) Serve(ctx context.Context) error {
 // ownerReady is the socket owner's check before and during its wait: a message to read
 // (unless the workers are backlogged), or events from the workers.
 func (s *Server) ownerReady() bool {
-	s.readable = !s.backlog && zmqpoll.Readable(s.sock)
+	s.readable = false
+	if !s.backlog {
+		if s.readable, s.sockErr = zmqpoll.Readable(s.sock); s.sockErr != nil {
+			return true
+		}
+	}
 	return s.readable || s.events.waiting()
 }
 

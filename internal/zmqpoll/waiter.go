@@ -43,15 +43,12 @@ func NewWaiter(sock *zmq.Socket) (*Waiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ZMQ_FD: %w", err)
 	}
-	syscall.ForkLock.RLock() // no fork between the dup and its close-on-exec flag
-	dup, err := syscall.Dup(fd)
-	if err == nil {
-		syscall.CloseOnExec(dup)
+	// Duplicated with its close-on-exec flag in one call: no fork, Go's or C's, sees it without.
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("duplicating ZMQ_FD: %w", errno)
 	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		return nil, fmt.Errorf("duplicating ZMQ_FD: %w", err)
-	}
+	dup := int(r)
 	// The duplicate shares libzmq's open file description, so it is non-blocking as libzmq
 	// made it, and os.NewFile registers it with the poller; it is never read or written.
 	f := os.NewFile(uintptr(dup), "zmq-fd")
@@ -66,7 +63,8 @@ func NewWaiter(sock *zmq.Socket) (*Waiter, error) {
 	}
 	w := &Waiter{f: f, rc: rc}
 	w.check = func(uintptr) bool {
-		w.said = w.woken.Swap(false) || w.ready()
+		woken := w.woken.Swap(false)
+		w.said = w.ready() || woken // ready is always asked: it records what it found
 		return w.said
 	}
 	return w, nil
@@ -76,8 +74,11 @@ func NewWaiter(sock *zmq.Socket) (*Waiter, error) {
 // asked once). ready runs on the caller's goroutine, first and after every signal of the
 // descriptor; it reports whether the caller has work, and must read ZMQ_EVENTS if the
 // socket is among what it looks at. Wait reports whether ready said true or Wake was called.
+// It may also return false before d has passed, when a Wake meant for an earlier Wait comes
+// late: a caller that waits for time to pass looks at the clock.
 func (w *Waiter) Wait(d time.Duration, ready func() bool) (bool, error) {
-	if w.woken.Swap(false) || ready() {
+	woken := w.woken.Swap(false)
+	if ready() || woken {
 		return true, nil
 	}
 	if d <= 0 {
@@ -113,8 +114,16 @@ func (w *Waiter) Wake() {
 func (w *Waiter) Close() error { return w.f.Close() }
 
 // Readable reports whether sock has a message to receive (ZMQ_EVENTS), taking libzmq's
-// pending commands as it asks: the check a Wait's ready must make before it says false.
-func Readable(sock *zmq.Socket) bool {
+// pending commands as it asks: the check a Wait's ready must make before it says false. An
+// interrupted check (EINTR) reads as readable: the receive that follows finds out. Any other
+// error, such as ETERM once ZeroMQ's context is terminated, is returned: the socket is done.
+func Readable(sock *zmq.Socket) (bool, error) {
 	ev, err := sock.GetEvents()
-	return err != nil || ev&zmq.POLLIN != 0 // an error shows at the receive
+	if errors.Is(err, eintr) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return ev&zmq.POLLIN != 0, nil
 }

@@ -1,6 +1,7 @@
 package zmqpoll
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func newWaiter(t *testing.T, sock *zmq.Socket) *Waiter {
 func TestWaitTimesOutAndSeesAMessage(t *testing.T) {
 	push, pull := pair(t)
 	w := newWaiter(t, pull)
-	readable := func() bool { return Readable(pull) }
+	readable := func() bool { r, _ := Readable(pull); return r }
 	start := time.Now()
 	ok, err := w.Wait(30*time.Millisecond, readable)
 	if ok || err != nil || time.Since(start) < 30*time.Millisecond {
@@ -67,7 +68,7 @@ func TestWaitTimesOutAndSeesAMessage(t *testing.T) {
 func TestWake(t *testing.T) {
 	_, pull := pair(t)
 	w := newWaiter(t, pull)
-	readable := func() bool { return Readable(pull) }
+	readable := func() bool { r, _ := Readable(pull); return r }
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		w.Wake()
@@ -127,7 +128,7 @@ func drainAll(t *testing.T, waking bool) {
 	got, waits := 0, 0
 	for got < n {
 		start := time.Now()
-		if _, err := w.Wait(10*time.Second, func() bool { return Readable(pull) }); err != nil {
+		if _, err := w.Wait(10*time.Second, func() bool { r, _ := Readable(pull); return r }); err != nil {
 			t.Fatal(err)
 		}
 		waits++
@@ -159,6 +160,46 @@ func TestCloseBeforeSocket(t *testing.T) {
 	push.SendBytes([]byte("x"), 0)
 	pull.SetRcvtimeo(5 * time.Second)
 	if _, err := pull.RecvBytes(0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Once ZeroMQ's context is terminated, Readable says so (ETERM) instead of reading as a
+// message to take: a loop that waited on it would otherwise spin.
+func TestReadableAfterTerm(t *testing.T) {
+	ctx, err := zmq.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := ctx.NewSocket(zmq.PULL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock.SetLinger(0)
+	if err := sock.Bind("inproc://zmqpoll-term"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Readable(sock); r || err != nil {
+		t.Fatalf("before: %v, %v; want false, nil", r, err)
+	}
+	termed := make(chan error, 1)
+	go func() { termed <- ctx.Term() }() // returns once the socket is closed
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := Readable(sock)
+		if errors.Is(err, zmq.ETERM) {
+			if r {
+				t.Error("readable with ETERM")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ETERM 10s after Term: %v, %v", r, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sock.Close()
+	if err := <-termed; err != nil {
 		t.Fatal(err)
 	}
 }
