@@ -433,6 +433,19 @@ func (c *Config) check(role Role) error {
 	return nil
 }
 
+// VersionRange returns the TLS versions c allows, MinVersion and MaxVersion with their zero
+// values read as the defaults (TLS 1.2 and TLS 1.3).
+func (c *Config) VersionRange() (lo, hi uint16) {
+	lo, hi = c.MinVersion, c.MaxVersion
+	if lo == 0 {
+		lo = VersionTLS12
+	}
+	if hi == 0 {
+		hi = VersionTLS13
+	}
+	return lo, hi
+}
+
 // keyURI is a Config.KeyURI taken apart for the engine.
 type keyURI struct {
 	engine string // the URI the pkcs11 engine is given: without module-path, which libp11 refuses, and without pin-value

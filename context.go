@@ -264,11 +264,8 @@ func newHandle(role Role, cfg *Config, keysFrom *C.tz_ctx) (*ctxHandle, error) {
 	} else if !cfg.InsecureSkipVerify {
 		cc.verify = 1
 	}
-	cc.min_version = C.int(cfg.MinVersion)
-	if cfg.MinVersion == 0 {
-		cc.min_version = C.int(VersionTLS12)
-	}
-	cc.max_version = C.int(cfg.MaxVersion) // 0: the highest OpenSSL knows, TLS 1.3
+	lo, hi := cfg.VersionRange()
+	cc.min_version, cc.max_version = C.int(lo), C.int(hi)
 	switch cfg.SecurityLevel {
 	case 0:
 		cc.security_level = -1

@@ -313,8 +313,6 @@ type Server struct {
 	hellos        *helloTable
 	frames        [][]byte            // the message being received, reused
 	pendingEvents []event             // the events being done, reused
-	gave          bool                // jobs were given to workers since the last poll
-	eventTimer    *time.Timer         // awaitEvents's, reused
 	connAddr      string              // the peer address of the connection of the message being routed, if asked
 	keyBuf        []byte              // the route key of the message being routed, reused
 	outboxes      map[string]*outbox  // by connection: what waits for ZeroMQ to take it
@@ -491,8 +489,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	maxFrames, maxBytes := int64(maxQueuedFrames*len(s.workers)), int64(maxQueuedBytes*len(s.workers))
 	backlogged := func() bool { return s.queuedFrames.Load() >= maxFrames || s.queuedBytes.Load() >= maxBytes }
-	moreInput := false // the last batch stopped before the socket ran dry
-	ready := s.ownerReady
+	ready := s.ownerReady                               // made once: a method value passed on each wait would be allocated
 	stopWaking := context.AfterFunc(ctx, s.waiter.Wake) // a cancelled ctx ends the wait at once
 	defer stopWaking()
 	for {
@@ -511,16 +508,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.backlog {
 			wait = time.Millisecond
 		}
-		if s.gave && !moreInput {
-			// The workers given jobs are ready to run, likely queued on this goroutine's
-			// processor: let them start first, and take their answers if they come at
-			// once. Not while the socket has more to read: that goes first.
-			s.awaitEvents(resultWait)
-		}
-		s.gave, moreInput = false, false
 		// The workers' events wake the owner (Waiter.Wake); events put before it waits are
 		// found by ownerReady, which runs after the waiter is armed.
-		s.readable = false
 		_, err := s.waiter.Wait(wait, ready)
 		if err == nil && s.sockErr != nil {
 			err = fmt.Errorf("the socket: %w", s.sockErr) // ZeroMQ's context terminated, say
@@ -531,14 +520,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		if s.readable {
 			// Take what is queued, a bounded batch, before looking at the clock again.
-			moreInput = true // unless the socket runs dry
 			for range 256 {
 				if backlogged() {
 					break
 				}
 				frames, err := s.recv()
 				if err != nil {
-					moreInput = false
 					break
 				}
 				if frames != nil {

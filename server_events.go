@@ -12,33 +12,6 @@ import (
 // (replies to send, handshakes done, sessions ended), and the removals it decides itself
 // (the table's budgets, timeouts, connections that do not read).
 
-// resultWait is how long the socket owner waits for the workers' answers to the jobs it has
-// just given them before it polls its sockets again: about what a worker takes to decrypt,
-// answer and encrypt a small request with a handler that answers at once.
-const resultWait = 50 * time.Microsecond
-
-// awaitEvents waits up to d for the workers to post an event, and returns at once if one
-// waits already.
-func (s *Server) awaitEvents(d time.Duration) {
-	select {
-	case <-s.events.signal: // a token from an earlier first put, taken or not
-	default:
-	}
-	if s.events.waiting() {
-		return
-	}
-	if s.eventTimer == nil {
-		s.eventTimer = time.NewTimer(d)
-	} else {
-		s.eventTimer.Reset(d)
-	}
-	select {
-	case <-s.events.signal:
-		s.eventTimer.Stop()
-	case <-s.eventTimer.C:
-	}
-}
-
 // takeEvents does what the workers have told the socket owner, in the order each told it.
 func (s *Server) takeEvents() {
 	s.pendingEvents = s.events.take(s.pendingEvents)

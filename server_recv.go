@@ -50,7 +50,6 @@ func (s *Server) route(frames [][]byte) {
 	n := int64(len(payload))
 	s.queuedFrames.Add(1)
 	s.queuedBytes.Add(n)
-	s.gave = true
 	if !sess.w.give(job{kind: jobFrame, sess: sess, payload: payload, fresh: fresh}) {
 		s.queuedFrames.Add(-1) // the server is stopping
 		s.queuedBytes.Add(-n)

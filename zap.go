@@ -35,11 +35,5 @@ func attachZAP(p *zapauth.Policy, sock *zmq.Socket) error {
 	return err
 }
 
-// closeSocket closes the server's socket, then takes its lists from the ZAP handler: in that
-// order, so that the socket never asks a handler that is gone (libzmq admits a peer when no
-// handler answers under NULL).
-func (s *Server) closeSocket() error {
-	err := s.sock.Close()
-	s.zap.Release() // nil without lists
-	return err
-}
+// closeSocket closes the server's socket, then takes its lists from the ZAP handler.
+func (s *Server) closeSocket() error { return zapauth.CloseSocket(s.sock, s.zap) }

@@ -37,14 +37,7 @@ func (c *contextCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the Context's current configuration and sends it.
 func (c *contextCollector) Collect(ch chan<- prometheus.Metric) {
-	cfg := c.ctx.Config()
-	lo, hi := cfg.MinVersion, cfg.MaxVersion
-	if lo == 0 {
-		lo = tlszmq.VersionTLS12
-	}
-	if hi == 0 {
-		hi = tlszmq.VersionTLS13
-	}
+	lo, hi := c.ctx.Config().VersionRange()
 	fips := "off"
 	if c.ctx.FIPS() {
 		fips = "on"

@@ -39,13 +39,7 @@ func Startup(stderr io.Writer, name, what string, cfg *tlszmq.Config, cert *x509
 
 // versions names the TLS versions a configuration allows.
 func versions(cfg *tlszmq.Config) string {
-	lo, hi := cfg.MinVersion, cfg.MaxVersion
-	if lo == 0 {
-		lo = tlszmq.VersionTLS12
-	}
-	if hi == 0 {
-		hi = tlszmq.VersionTLS13
-	}
+	lo, hi := cfg.VersionRange()
 	if lo == hi {
 		return tlszmq.VersionName(lo)
 	}

@@ -110,7 +110,7 @@ func (d *Originate) Goroutines() int { return int(d.goroutines.Load()) }
 // Run forwards until ctx ends; then every upstream session is closed with close_notify and
 // every goroutine has ended before it returns.
 func (d *Originate) Run(ctx context.Context) error {
-	defer closeRouter(d.front, d.policy)
+	defer zapauth.CloseSocket(d.front, d.policy)
 	defer func() {
 		for e := d.lru.Front(); e != nil; e = d.lru.Front() {
 			d.drop(e.Value.(*upstreamClient))

@@ -80,7 +80,7 @@ func NewPassThroughLimits(frontend, backend string, pin bool, lim Limits, log *s
 		}
 	}
 	if err != nil {
-		closeRouter(front, policy)
+		zapauth.CloseSocket(front, policy)
 		if d.back != nil {
 			d.back.Close()
 		}
@@ -94,7 +94,7 @@ func (d *PassThrough) Endpoints() (frontend, backend string) { return d.frontEP,
 
 // Run forwards until ctx ends, then closes the sockets.
 func (d *PassThrough) Run(ctx context.Context) error {
-	defer closeRouter(d.front, d.policy)
+	defer zapauth.CloseSocket(d.front, d.policy)
 	defer d.back.Close()
 	if !d.pin {
 		return d.proxy(ctx)

@@ -153,7 +153,7 @@ const queueDepth = 100000
 
 // newFrontend makes a device's client-facing ROUTER (newRouter), with the policy of
 // lim.Allow and lim.Deny attached before it binds (nil without lists), refusals logged to log.
-// Whoever closes the socket releases the policy after it (closeRouter).
+// Whoever closes the socket releases the policy after it (zapauth.CloseSocket).
 func newFrontend(endpoint string, mandatory bool, lim Limits, log *slog.Logger) (*zmq.Socket, string, *zapauth.Policy, error) {
 	policy, err := zapauth.NewPolicy(lim.Allow, lim.Deny, log)
 	if err != nil {
@@ -169,15 +169,6 @@ func newFrontend(endpoint string, mandatory bool, lim Limits, log *slog.Logger) 
 	return s, bound, policy, nil
 }
 
-// closeRouter closes a socket, then takes its lists (policy, nil if none) from the ZAP
-// handler: in that order, so that the socket never asks a handler that is gone (libzmq admits
-// a peer when no handler answers under NULL).
-func closeRouter(s *zmq.Socket, policy *zapauth.Policy) error {
-	err := s.Close()
-	policy.Release() // nil without lists
-	return err
-}
-
 // newRouter makes a ROUTER that binds endpoint. A mandatory one reports sends to peers that
 // are gone (EHOSTUNREACH) instead of dropping them; libzmq's proxy stops at such an error, so
 // the proxy's sockets are not mandatory. A policy (nil: none) is attached before the socket
@@ -189,7 +180,7 @@ func newRouter(endpoint string, mandatory bool, policy *zapauth.Policy) (*zmq.So
 	}
 	if policy != nil {
 		if err := policy.Attach(s); err != nil {
-			closeRouter(s, policy)
+			zapauth.CloseSocket(s, policy)
 			return nil, "", fmt.Errorf("device: Allow and Deny on %s: %w", endpoint, err)
 		}
 	}
@@ -203,7 +194,7 @@ func newRouter(endpoint string, mandatory bool, policy *zapauth.Policy) (*zmq.So
 		err = s.Bind(endpoint)
 	}
 	if err != nil {
-		closeRouter(s, policy)
+		zapauth.CloseSocket(s, policy)
 		return nil, "", fmt.Errorf("binding %s: %w", endpoint, err)
 	}
 	bound, err := s.GetLastEndpoint()

@@ -13,9 +13,9 @@
 // race as soon as a second socket adds its lists while the handler runs), and it has no way to
 // remove a closed socket's lists. This one keeps one policy per ZAP domain in a
 // mutex-protected map, runs while at least one policy is attached (a reference count), and
-// owns its ZeroMQ sockets on its goroutine: a REP at inproc://zeromq.zap.01 and a PAIR that
-// tells it to stop. There is one handler per process, shared by every package that uses this
-// one. An application that binds its own ZAP handler in that context (zmq4.AuthStart, say)
+// owns its ZeroMQ socket on its goroutine: a REP at inproc://zeromq.zap.01, waited for in Go's
+// netpoller, so that stopping it is a wake-up rather than a message. There is one handler per
+// process, shared by every package that uses this one. An application that binds its own ZAP handler in that context (zmq4.AuthStart, say)
 // cannot use the lists: Attach fails then (ErrHandlerTaken), rather than let everyone in.
 //
 // A policy is released (Policy.Release) after its socket is closed, never before: libzmq
@@ -245,6 +245,14 @@ func (p *Policy) Release() {
 	}
 }
 
+// CloseSocket closes sock, then releases p (nil: a socket without lists): in that order, so
+// that the socket never asks a handler that is gone.
+func CloseSocket(sock *zmq.Socket, p *Policy) error {
+	err := sock.Close()
+	p.Release()
+	return err
+}
+
 // Refused returns the refusals by list (index Allow, Deny). A nil Policy has none.
 func (p *Policy) Refused() [NumLists]int64 {
 	var n [NumLists]int64
@@ -274,10 +282,9 @@ func Running() bool {
 
 // zap is the process's ZAP handler and its policies.
 var zap struct {
-	mu       sync.Mutex // guards refs, next, starts and handler: starting and stopping the handler
+	mu       sync.Mutex // guards refs, next and handler: starting and stopping the handler
 	refs     int
 	next     uint64 // the last domain's number
-	starts   uint64 // the handlers started, for their control endpoints
 	handler  *handler
 	polMu    sync.RWMutex // guards policies, which the handler reads
 	policies map[string]*Policy
@@ -328,62 +335,36 @@ func unregister(domain string) {
 	}
 }
 
-// handler is the running handler: its goroutine owns the REP and one end of the control pair;
-// ctl, the other end, is used under zap.mu.
+// handler is the running handler: its goroutine owns the REP socket and waits for it in Go's
+// netpoller (zmqpoll.Waiter), so that stop wakes it without a socket of its own.
 type handler struct {
-	ctl         *zmq.Socket
-	ctlEndpoint string
-	done        chan struct{}
+	waiter  *zmqpoll.Waiter
+	stopped atomic.Bool
+	done    chan struct{}
 }
 
 // startHandler binds the handler, or says why it cannot.
 func startHandler() (*handler, error) {
-	zap.starts++
-	ctlEndpoint := fmt.Sprintf("inproc://tlszmq-zap-control-%d", zap.starts)
-	ctl, err := zmq.NewSocket(zmq.PAIR)
-	if err != nil {
-		return nil, err
-	}
-	ctl.SetLinger(0)
-	if err := ctl.Bind(ctlEndpoint); err != nil {
-		ctl.Close()
-		return nil, err
-	}
-	h := &handler{ctl: ctl, ctlEndpoint: ctlEndpoint, done: make(chan struct{})}
+	h := &handler{done: make(chan struct{})}
 	ready := make(chan error, 1)
 	go h.run(ready)
 	if err := <-ready; err != nil {
-		ctl.Unbind(ctlEndpoint)
-		ctl.Close()
 		return nil, err
 	}
 	return h, nil
 }
 
-// stop tells the handler's goroutine to close its sockets, and waits for it. The send fails
-// only when the ZeroMQ context has ended, and the goroutine has ended with it (ETERM).
+// stop tells the handler's goroutine to close its socket, and waits for it.
 func (h *handler) stop() {
-	if _, err := h.ctl.Send("stop", 0); err == nil {
-		<-h.done
-	}
-	h.ctl.Unbind(h.ctlEndpoint)
-	h.ctl.Close()
+	h.stopped.Store(true)
+	h.waiter.Wake()
+	<-h.done
 }
 
-// run is the handler's goroutine: it answers ZAP requests until told to stop.
+// run is the handler's goroutine: it answers ZAP requests until told to stop, or until the
+// ZeroMQ context ends (ETERM), which ends every socket with it.
 func (h *handler) run(ready chan<- error) {
 	defer close(h.done)
-	ctl, err := zmq.NewSocket(zmq.PAIR)
-	if err != nil {
-		ready <- err
-		return
-	}
-	defer ctl.Close()
-	ctl.SetLinger(0)
-	if err := ctl.Connect(h.ctlEndpoint); err != nil {
-		ready <- err
-		return
-	}
 	rep, err := zmq.NewSocket(zmq.REP)
 	if err != nil {
 		ready <- err
@@ -398,32 +379,39 @@ func (h *handler) run(ready chan<- error) {
 	// Unbound before the socket closes: closing frees the endpoint later, on libzmq's reaper
 	// thread, and a socket attached right after must find it free.
 	defer rep.Unbind(Endpoint)
+	if h.waiter, err = zmqpoll.NewWaiter(rep); err != nil {
+		ready <- err
+		return
+	}
+	defer h.waiter.Close()
 	ready <- nil
-	poller := zmq.NewPoller()
-	poller.Add(rep, zmq.POLLIN)
-	poller.Add(ctl, zmq.POLLIN)
+	var sockErr error
+	readable := false
+	isReady := func() bool {
+		readable, sockErr = zmqpoll.Readable(rep)
+		return readable || sockErr != nil || h.stopped.Load()
+	}
 	for {
-		polled, err := zmqpoll.Poll(poller, -1)
-		if errors.Is(err, zmq.ETERM) {
-			return // the ZeroMQ context is gone, and every socket with it
+		_, err := h.waiter.Wait(time.Hour, isReady)
+		if h.stopped.Load() || errors.Is(sockErr, zmq.ETERM) {
+			return
 		}
-		if err != nil {
-			// Not expected: try again, without spinning.
+		if err != nil || sockErr != nil {
+			// Not expected: try again, without spinning. Not return: while policies are
+			// attached, a handler that is gone would let every peer in.
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		for _, p := range polled {
-			if p.Socket == ctl {
-				return
-			}
-			req, err := rep.RecvMessageBytes(zmq.DONTWAIT)
-			if err != nil {
-				continue // nothing after all: a REP that received nothing owes no reply
-			}
-			// A REP sends its reply to the session that asked, over inproc: it fails only
-			// when the ZeroMQ context ends, which the next poll reports (ETERM).
-			rep.SendMessage(answer(req))
+		if !readable {
+			continue
 		}
+		req, err := rep.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			continue // nothing after all: a REP that received nothing owes no reply
+		}
+		// A REP sends its reply to the session that asked, over inproc: it fails only when
+		// the ZeroMQ context ends, which the next wait reports (ETERM).
+		rep.SendMessage(answer(req))
 	}
 }
 
