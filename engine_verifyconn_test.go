@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // errNotAllowed is the tests' VerifyConnection refusal.
@@ -225,7 +226,7 @@ func TestVerifyConnectionZMQ(t *testing.T) {
 			} else {
 				t.Logf("refused client: %v", err)
 			}
-			waitFor(t, func() bool { return srv.Counters().FailedByCause["verify"] == 1 }, "the failed handshake counted")
+			waitfor.Cond(t, func() bool { return srv.Counters().FailedByCause["verify"] == 1 }, "the failed handshake counted")
 			if !strings.Contains(logs.String(), "subject not allowed") || !strings.Contains(logs.String(), "handshake failed") {
 				t.Errorf("the server's log lacks the hook's reason:\n%s", logs.String())
 			}

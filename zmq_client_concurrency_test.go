@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // Many goroutines share one Client, over DEALER (pipelined on one session) and over REQ (in
@@ -113,7 +115,7 @@ func TestClientConcurrentRequestsAndQueue(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(t, func() bool { return oneWay.Load() == senders*each }, "every one-way message to arrive")
+	waitfor.Cond(t, func() bool { return oneWay.Load() == senders*each }, "every one-way message to arrive")
 }
 
 // Several goroutines Recv from one DEALER client while one sends: every message goes to one

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // The server's events: one line per completed handshake and per failed one, with the peer's
@@ -36,7 +37,7 @@ func TestHandshakeEventsAndPeerAddress(t *testing.T) {
 	other.CAFile = cert("other-ca.crt")
 	bad := newClient(t, other, srv.Endpoint(), &ClientOptions{Timeout: 5 * time.Second})
 	bad.Request(ctxTimeout(t, 10*time.Second), []byte("x"))
-	waitFor(t, func() bool { return strings.Contains(logs.String(), "handshake failed") }, "the failed handshake's line")
+	waitfor.Cond(t, func() bool { return strings.Contains(logs.String(), "handshake failed") }, "the failed handshake's line")
 	var done, failed string
 	for _, l := range strings.Split(logs.String(), "\n") {
 		switch {
@@ -108,7 +109,7 @@ func TestPeerAndClientCounters(t *testing.T) {
 	}
 	p := <-peers
 	cs := c.Stats()
-	waitFor(t, func() bool { pc := p.Counters(); return pc.BytesOut == cs.BytesIn && pc.BytesIn == cs.BytesOut }, "the counters to agree")
+	waitfor.Cond(t, func() bool { pc := p.Counters(); return pc.BytesOut == cs.BytesIn && pc.BytesIn == cs.BytesOut }, "the counters to agree")
 	pc := p.Counters()
 	if pc.MessagesIn != 3 || pc.MessagesOut != 3 || cs.MessagesIn != 3 || cs.MessagesOut != 3 || cs.Handshakes != 1 || pc.HandshakeTime <= 0 {
 		t.Fatalf("peer %+v, client %+v", pc, cs)

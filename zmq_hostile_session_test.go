@@ -13,6 +13,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // attacker is a peer with a real session, behind its own envelope frame on its own DEALER,
@@ -149,7 +150,7 @@ func TestHostileSessionsWhileClientsWork(t *testing.T) {
 	rec := quiet.record("never finished")
 	quiet.send(rec[:len(rec)/2])
 
-	waitForWithin(t, 20*time.Second, func() bool {
+	waitfor.Within(t, 20*time.Second, func() bool {
 		return removedLine(logs.String(), "a truncated record, then silence")
 	}, "the silent session's removal")
 	if exchanged := good.stop(); exchanged < 20 {
@@ -246,7 +247,7 @@ func TestKilledClientsSessionsAreFreed(t *testing.T) {
 	raw.Close()
 	a.sock.Close()
 
-	waitForWithin(t, 10*time.Second, func() bool { return srv.Stats().Sessions == 0 }, "the timeouts to free both sessions")
+	waitfor.Within(t, 10*time.Second, func() bool { return srv.Stats().Sessions == 0 }, "the timeouts to free both sessions")
 	log := logs.String()
 	for _, want := range []string{`peer="killed mid-handshake" reason="handshake not finished within 500ms"`,
 		`peer="killed mid-transfer" reason="idle for 1s"`} {
@@ -276,7 +277,7 @@ func TestUnsendableReplyEndsSession(t *testing.T) {
 	a.sock.Close()
 	time.Sleep(300 * time.Millisecond) // for the server's ROUTER to see the connection go
 	close(release)
-	waitFor(t, func() bool { return srv.Stats().Sessions == 0 }, "the session to be removed")
+	waitfor.Cond(t, func() bool { return srv.Stats().Sessions == 0 }, "the session to be removed")
 	if want := `peer=vanishing reason="the reply could not be sent: `; !strings.Contains(logs.String(), want) {
 		t.Fatalf("no log line with %s:\n%s", want, logs.String())
 	}
@@ -318,7 +319,7 @@ func TestRefusedPeersWhileClientsWork(t *testing.T) {
 		}
 		c.Close()
 	}
-	waitFor(t, func() bool {
+	waitfor.Cond(t, func() bool {
 		for name := range refused {
 			if !removedLine(logs.String(), name) {
 				return false

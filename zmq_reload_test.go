@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tlszmq/tlszmq/internal/certgen"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // clientSerial returns the serial number of the server certificate a Client's session has.
@@ -144,5 +145,5 @@ func TestServerReloadCRL(t *testing.T) {
 			t.Fatal("a revoked client made a new session after the CRL reload")
 		}
 	}
-	waitFor(t, func() bool { return srv.Counters().FailedByCause["verify"] == 1 }, "the refused handshake counted under verify")
+	waitfor.Cond(t, func() bool { return srv.Counters().FailedByCause["verify"] == 1 }, "the refused handshake counted under verify")
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // quietLog keeps the servers' session lines out of the test output unless -v.
@@ -391,7 +392,7 @@ func TestCloseNotifyRemovesSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, func() bool { return srv.Stats().Sessions == 0 }, "the session to go after close_notify")
+	waitfor.Cond(t, func() bool { return srv.Stats().Sessions == 0 }, "the session to go after close_notify")
 }
 
 func TestRestartedClientGetsFreshSession(t *testing.T) {
@@ -414,21 +415,6 @@ func TestRestartedClientGetsFreshSession(t *testing.T) {
 	if st := srv.Stats(); st.HandshakesDone != 3 {
 		t.Fatalf("stats %+v", st)
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	waitForWithin(t, 10*time.Second, cond, what)
-}
-
-func waitForWithin(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // clientHello returns a real ClientHello.
@@ -482,7 +468,7 @@ func TestSessionHygiene(t *testing.T) {
 		t.Fatalf("legitimate client: %q %v", got, err)
 	}
 	c.Close()
-	waitForWithin(t, 60*time.Second, func() bool { drain(raw); return srv.Stats().Sessions == 0 }, "half-open sessions to time out")
+	waitfor.Within(t, 60*time.Second, func() bool { drain(raw); return srv.Stats().Sessions == 0 }, "half-open sessions to time out")
 	if st := srv.Stats(); st.HandshakesFailed < int64(max) {
 		t.Fatalf("stats %+v", st)
 	}
@@ -611,7 +597,7 @@ func TestForgottenSessionGetsAnAlert(t *testing.T) {
 			if _, err := c.Request(ctx, []byte("a")); err != nil {
 				t.Fatal(err)
 			}
-			waitForWithin(t, 5*time.Second, func() bool { return srv.Stats().Sessions == 0 }, "the session to go idle")
+			waitfor.Within(t, 5*time.Second, func() bool { return srv.Stats().Sessions == 0 }, "the session to go idle")
 			start := time.Now()
 			_, err := c.Request(ctx, []byte("b"))
 			t.Logf("the first request after the server forgot the session: %v (after %v)", err, time.Since(start))

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // A handler blocked on one session holds up that session only: while it waits, other
@@ -262,7 +264,7 @@ func TestReplyFromAHandler(t *testing.T) {
 		}
 		got <- string(r[0])
 	}()
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return deferred != nil }, "the deferred request")
+	waitfor.Cond(t, func() bool { mu.Lock(); defer mu.Unlock(); return deferred != nil }, "the deferred request")
 	r, err := b.Request(ctxTimeout(t, 10*time.Second), []byte("answer the other"))
 	if err != nil || string(r[0]) != "done" {
 		t.Fatalf("the answering session: %q, %v", r, err)

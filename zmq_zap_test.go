@@ -13,6 +13,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 	"github.com/tlszmq/tlszmq/internal/zapauth"
 )
 
@@ -69,7 +70,7 @@ func wantRefused(t *testing.T, source string, srv *Server, logs *syncbuf.Buffer,
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("a client from %s: %v, want a timeout", source, err)
 	}
-	waitFor(t, func() bool { return srv.Counters().RefusedByList[list] > before }, "the refusal to be counted under "+list)
+	waitfor.Cond(t, func() bool { return srv.Counters().RefusedByList[list] > before }, "the refusal to be counted under "+list)
 	line := fmt.Sprintf("address=%s list=%s", source, list)
 	if !strings.Contains(logs.String(), "level=WARN msg=\"tlszmq: connection refused\"") || !strings.Contains(logs.String(), line) {
 		t.Fatalf("no WARN line with %q in the log:\n%s", line, logs.String())
@@ -186,7 +187,7 @@ func TestZAPTwoServers(t *testing.T) {
 		rep.Unbind(zapauth.Endpoint)
 	}
 	rep.Close()
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= base },
+	waitfor.Cond(t, func() bool { return runtime.NumGoroutine() <= base },
 		fmt.Sprintf("the goroutines to go back to %d (now %d)", base, runtime.NumGoroutine()))
 }
 
@@ -235,7 +236,7 @@ func TestZAPRefusedClientNeverHangs(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			waitFor(t, func() bool { return srv.Counters().RefusedByList["deny"] > before }, "the refusal")
+			waitfor.Cond(t, func() bool { return srv.Counters().RefusedByList["deny"] > before }, "the refusal")
 			time.Sleep(100 * time.Millisecond) // for the refusal to reach the client
 			for i := range 6 {
 				done := make(chan error, 1)

@@ -28,6 +28,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/notice"
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -326,22 +327,11 @@ func TestBridgeClosesAfterFatalAlert(t *testing.T) {
 	})
 }
 
-// waitUntil polls cond for up to 10 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 // goroutinesBack waits until the process runs no more goroutines than it did at base (plus a
 // couple of runtime helpers that come and go).
 func goroutinesBack(t *testing.T, base int) {
 	t.Helper()
-	waitUntil(t, fmt.Sprintf("the goroutines to go back to %d", base), func() bool { return runtime.NumGoroutine() <= base+2 })
+	waitfor.Cond(t, func() bool { return runtime.NumGoroutine() <= base+2 }, fmt.Sprintf("the goroutines to go back to %d", base))
 }
 
 // -listen: at most MaxConns TCP connections are carried (a goroutine pair and a socket each);
@@ -384,7 +374,7 @@ func TestBridgeTCPSideBounded(t *testing.T) {
 			conns = append(conns, c)
 		}
 		// The refused ones are closed at once; the others stay open.
-		waitUntil(t, "the bridge to take the connections", func() bool { return b.conns.Load() == maxConns })
+		waitfor.Cond(t, func() bool { return b.conns.Load() == maxConns }, "the bridge to take the connections")
 		open := 0
 		for _, c := range conns {
 			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
@@ -415,7 +405,7 @@ func TestBridgeTCPSideBounded(t *testing.T) {
 				c.Close()
 			}
 		}
-		waitUntil(t, "the bridge to let the connections go", func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 })
+		waitfor.Cond(t, func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 }, "the bridge to let the connections go")
 	}
 	goroutinesBack(t, base+1) // the bridge's accept loop is still running
 	if received.Load() < 3*maxConns {
@@ -590,7 +580,7 @@ func TestBridgeZMQSideBounded(t *testing.T) {
 			}
 		}
 		// Else the links go after -idle.
-		waitUntil(t, "the links to go", func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 && echo.open() == 0 })
+		waitfor.Cond(t, func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 && echo.open() == 0 }, "the links to go")
 		for _, s := range socks {
 			s.Close()
 		}
@@ -620,7 +610,7 @@ func TestBridgeDialDoesNotBlock(t *testing.T) {
 	slow := dealer(t, endpoint, notice.IdentityPrefix+"slow")
 	defer slow.Close()
 	send(t, slow, "", hello("first"))
-	waitUntil(t, "the first dial", func() bool { return dials.Load() == 1 })
+	waitfor.Cond(t, func() bool { return dials.Load() == 1 }, "the first dial")
 	fast := dealer(t, endpoint, "fast")
 	defer fast.Close()
 	start := time.Now()
@@ -636,7 +626,7 @@ func TestBridgeDialDoesNotBlock(t *testing.T) {
 	if reason, ok := notice.Parse(got[len(got)-1]); !ok || !strings.Contains(reason, "no TCP connection") {
 		t.Fatalf("the slow client got %q, want a notice that its dial failed", got)
 	}
-	waitUntil(t, "the failed link to go", func() bool { return b.conns.Load() == 1 })
+	waitfor.Cond(t, func() bool { return b.conns.Load() == 1 }, "the failed link to go")
 }
 
 func TestBridgeHelpListsLimits(t *testing.T) {
@@ -708,7 +698,7 @@ func TestBridgeQueueBounded(t *testing.T) {
 		t.Fatalf("got %q, want a notice naming -max-queue", msg)
 	}
 	// The rest of the stream opens no new connection.
-	waitUntil(t, "the link to go", func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 })
+	waitfor.Cond(t, func() bool { return b.conns.Load() == 0 && b.goroutines.Load() == 0 }, "the link to go")
 	time.Sleep(100 * time.Millisecond)
 	if n := dials.Load(); n != 1 {
 		t.Fatalf("the TCP server was dialled %d times, want once", n)
@@ -747,9 +737,9 @@ func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
 	second := dealer(t, endpoint, notice.IdentityPrefix+"second")
 	defer second.Close()
 	send(t, first, "", hello("1"))
-	waitUntil(t, "the first link", func() bool { return b.conns.Load() == 1 })
+	waitfor.Cond(t, func() bool { return b.conns.Load() == 1 }, "the first link")
 	send(t, second, "", hello("2"))
-	waitUntil(t, "two links", func() bool { return b.conns.Load() == 2 && accepted.Load() == 2 })
+	waitfor.Cond(t, func() bool { return b.conns.Load() == 2 && accepted.Load() == 2 }, "two links")
 
 	// Within the grace, a third client is refused: both places are taken.
 	third := dealer(t, endpoint, notice.IdentityPrefix+"third")
@@ -762,7 +752,7 @@ func TestBridgeUnansweredLinksMakeRoom(t *testing.T) {
 	// After it, the oldest unanswered link gives its place to the next ClientHello.
 	time.Sleep(unheardGrace)
 	send(t, third, "", hello("3 again"))
-	waitUntil(t, "the third client's link", func() bool { return accepted.Load() == 3 })
+	waitfor.Cond(t, func() bool { return accepted.Load() == 3 }, "the third client's link")
 	first.SetRcvtimeo(2 * time.Second)
 	msg, err := first.RecvMessageBytes(0)
 	if err != nil {
@@ -810,7 +800,7 @@ func TestBridgeSClientSeesTheEnd(t *testing.T) {
 			go func() { exited <- cmd.Wait() }()
 			defer cmd.Process.Kill()
 			if tc.after != nil {
-				waitUntil(t, "the handshake", func() bool { return strings.Contains(out.String(), "Verify return code: 0") })
+				waitfor.Cond(t, func() bool { return strings.Contains(out.String(), "Verify return code: 0") }, "the handshake")
 			}
 			start := time.Now()
 			if tc.after != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 	"github.com/tlszmq/tlszmq/internal/zapauth"
 )
 
@@ -23,7 +24,7 @@ func wantRefusalLogged(t *testing.T, logs *syncbuf.Buffer, endpoint, source, lis
 	t.Helper()
 	re := regexp.MustCompile(`(?m)level=WARN msg="tlszmq: connection refused" server=` + regexp.QuoteMeta(endpoint) +
 		` address=` + regexp.QuoteMeta(source) + ` list=` + list + ` `)
-	waitFor(t, func() bool { return re.MatchString(logs.String()) }, "the refusal of "+source+" in the log")
+	waitfor.Cond(t, func() bool { return re.MatchString(logs.String()) }, "the refusal of "+source+" in the log")
 }
 
 // A pass-mode device (with and without -pin) in front of a server: a TLS client from
@@ -52,7 +53,7 @@ func TestPassThroughAllowDeny(t *testing.T) {
 			cmdtest.Serve(t, d.Run)
 			runConnected(t, serverTLS(t), back, named("S"))
 			if c.pin {
-				waitFor(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
+				waitfor.Cond(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
 			}
 			cctx := clientTLS(t)
 			if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.1", front, 10*time.Second); err != nil {
@@ -61,7 +62,7 @@ func TestPassThroughAllowDeny(t *testing.T) {
 			if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.2", front, 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
 				t.Fatalf("a client from 127.0.0.2: %v, want a timeout (refused)", err)
 			}
-			waitFor(t, func() bool { return d.Refused() > 0 }, "the refusal to be counted")
+			waitfor.Cond(t, func() bool { return d.Refused() > 0 }, "the refusal to be counted")
 			wantRefusalLogged(t, logs, front, "127.0.0.2", c.list)
 			if strings.Contains(logs.String(), "address=127.0.0.1 ") {
 				t.Errorf("127.0.0.1 refused:\n%s", logs.String())
@@ -93,7 +94,7 @@ func TestOriginateAllow(t *testing.T) {
 	if cmdtest.PlainRequestFrom(t, "127.0.0.2", d.Endpoint(), 500*time.Millisecond) {
 		t.Fatal("a client from 127.0.0.2 was answered, past -allow")
 	}
-	waitFor(t, func() bool { return d.Refused() > 0 }, "the refusal to be counted")
+	waitfor.Cond(t, func() bool { return d.Refused() > 0 }, "the refusal to be counted")
 	wantRefusalLogged(t, logs, d.Endpoint(), "127.0.0.2", "allow")
 	if n := srv.Stats().HandshakesDone; n != 1 {
 		t.Errorf("%d upstream handshakes, want 1: the refused client never reaches upstream", n)
@@ -113,7 +114,7 @@ func TestTerminateLimitsDeny(t *testing.T) {
 	cmdtest.Serve(t, func(ctx context.Context) error {
 		return RunWorker(ctx, back, func(_ []byte, _ string, req [][]byte) [][]byte { return req })
 	})
-	waitFor(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
+	waitfor.Cond(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
 	cctx := clientTLS(t)
 	if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.1", front, 10*time.Second); err != nil {
 		t.Fatalf("a client from 127.0.0.1: %v", err)
@@ -121,7 +122,7 @@ func TestTerminateLimitsDeny(t *testing.T) {
 	if _, err := cmdtest.RequestFrom(t, cctx, "127.0.0.2", front, 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
 		t.Fatalf("a client from 127.0.0.2: %v, want a timeout (refused)", err)
 	}
-	waitFor(t, func() bool { return d.Server().Counters().RefusedByList["deny"] > 0 }, "the refusal to be counted by the server")
+	waitfor.Cond(t, func() bool { return d.Server().Counters().RefusedByList["deny"] > 0 }, "the refusal to be counted by the server")
 }
 
 // A bad entry fails the constructor, naming it; nothing stays bound or registered.

@@ -17,6 +17,7 @@ import (
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/notice"
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -161,7 +162,7 @@ func TestTerminateReplyFromAnotherWorkerDropped(t *testing.T) {
 	d := terminating(t, Limits{}, log.logger())
 	_, back := d.Endpoints()
 	workers := []*zmq.Socket{rawWorker(t, back), rawWorker(t, back)}
-	waitFor(t, func() bool { return d.Workers() == 2 }, "both workers to announce themselves")
+	waitfor.Cond(t, func() bool { return d.Workers() == 2 }, "both workers to announce themselves")
 	tokens := make(chan []byte, 100)
 	cmdtest.Serve(t, func(ctx context.Context) error {
 		defer workers[0].Close()
@@ -228,7 +229,7 @@ func TestTerminatePendingShare(t *testing.T) {
 	d := terminating(t, Limits{MaxPendingPerClient: 8, MaxPending: 20}, log.logger())
 	front, back := d.Endpoints()
 	w := rawWorker(t, back)
-	waitFor(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
+	waitfor.Cond(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
 	release := make(chan struct{})
 	cmdtest.Serve(t, func(ctx context.Context) error { // answers at once, but the hogs' requests only from release
 		defer w.Close()
@@ -290,7 +291,7 @@ func TestTerminatePendingShare(t *testing.T) {
 			}
 		}
 		want := 8 * (i + 1)
-		waitFor(t, func() bool { return d.Pending() == want }, fmt.Sprintf("%d requests pending", want))
+		waitfor.Cond(t, func() bool { return d.Pending() == want }, fmt.Sprintf("%d requests pending", want))
 		// Others are still served.
 		c := tlsClient(t, front, &tlszmq.ClientOptions{Identity: fmt.Sprintf("other-%d", i)})
 		if got, err := c.Request(ctx, []byte("hi")); err != nil || len(got) != 1 || string(got[0]) != "answer" {
@@ -316,9 +317,9 @@ func TestTerminatePendingShare(t *testing.T) {
 	if err := hog3.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d.Pending() == 20 }, "MaxPending requests pending")
+	waitfor.Cond(t, func() bool { return d.Pending() == 20 }, "MaxPending requests pending")
 	close(release)
-	waitFor(t, func() bool { return d.Pending() == 0 }, "every request to be let go")
+	waitfor.Cond(t, func() bool { return d.Pending() == 0 }, "every request to be let go")
 	for i, hog := range append(hogs, hog3) {
 		want := 8
 		if i == 2 {
@@ -339,7 +340,7 @@ func TestTerminateWorkerTimeout(t *testing.T) {
 	front, back := d.Endpoints()
 	w := rawWorker(t, back) // never answers
 	defer w.Close()
-	waitFor(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
+	waitfor.Cond(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
 	c := tlsClient(t, front, &tlszmq.ClientOptions{Timeout: 5 * time.Second})
 	if err := c.Handshake(context.Background()); err != nil {
 		t.Fatal(err)
@@ -365,7 +366,7 @@ func TestPassThroughForwardsNotices(t *testing.T) {
 			d, front, back := runPassThrough(t, pin, 0, quiet())
 			runConnected(t, serverTLS(t), back, named("S"))
 			if pin {
-				waitFor(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
+				waitfor.Cond(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
 			}
 			s, err := zmq.NewSocket(zmq.DEALER)
 			if err != nil {
@@ -412,10 +413,10 @@ func TestPassThroughRogueBackend(t *testing.T) {
 	var log logLines
 	d, front, back := runPassThrough(t, true, 0, log.logger())
 	runConnected(t, serverTLS(t), back, named("S"))
-	waitFor(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
+	waitfor.Cond(t, func() bool { return d.Backends() == 1 }, "the server to announce itself")
 	rogue := rawWorker(t, back) // a DEALER: what it sends reaches the device as [rogue, ...]
 	defer rogue.Close()
-	waitFor(t, func() bool { return d.Backends() == 2 }, "the rogue to announce itself")
+	waitfor.Cond(t, func() bool { return d.Backends() == 2 }, "the rogue to announce itself")
 
 	c := tlsClient(t, front, &tlszmq.ClientOptions{Identity: "victim", Pattern: tlszmq.DEALER}) // the first client: pinned to S
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -424,7 +425,7 @@ func TestPassThroughRogueBackend(t *testing.T) {
 		t.Fatalf("%q, %v", got, err)
 	}
 	send(t, rogue, "victim", "", append([]byte{23, 3, 3, 0, 20}, bytes.Repeat([]byte{1}, 20)...))
-	waitFor(t, func() bool { return log.count("not pinned to that server") == 1 }, "the rogue's message to be dropped")
+	waitfor.Cond(t, func() bool { return log.count("not pinned to that server") == 1 }, "the rogue's message to be dropped")
 	if got, err := c.Request(ctx, []byte("two")); err != nil || string(got[0]) != "S" || string(got[2]) != "two" {
 		t.Fatalf("after the rogue's message: %q, %v", got, err)
 	}
@@ -493,7 +494,7 @@ func TestOriginateBounded(t *testing.T) {
 		check(fmt.Sprintf("after client %d", i))
 	}
 	// Idle: they go.
-	waitFor(t, func() bool { return d.Sessions() == 0 && d.Goroutines() == 0 }, "the idle sessions to close")
+	waitfor.Cond(t, func() bool { return d.Sessions() == 0 && d.Goroutines() == 0 }, "the idle sessions to close")
 	// All sessions busy: a new client is refused, with a log line.
 	var busy []*zmq.Socket
 	for i := range maxSessions {
@@ -502,7 +503,7 @@ func TestOriginateBounded(t *testing.T) {
 		send(t, s, "slow")
 		busy = append(busy, s)
 	}
-	waitFor(t, func() bool { return d.Sessions() == maxSessions && d.Goroutines() == maxSessions }, "the busy sessions")
+	waitfor.Cond(t, func() bool { return d.Sessions() == maxSessions && d.Goroutines() == maxSessions }, "the busy sessions")
 	late := plain("late")
 	defer late.Close()
 	late.SetRcvtimeo(300 * time.Millisecond)
@@ -521,7 +522,7 @@ func TestOriginateBounded(t *testing.T) {
 		}
 	}
 	// Idle: everything goes.
-	waitFor(t, func() bool { return d.Sessions() == 0 && d.Goroutines() == 0 }, "the idle sessions to close")
-	waitFor(t, func() bool { return srv.Stats().Sessions == 0 }, "the upstream server to see every session closed")
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= base+3 }, fmt.Sprintf("the goroutines to go back to %d (+ Run's)", base))
+	waitfor.Cond(t, func() bool { return d.Sessions() == 0 && d.Goroutines() == 0 }, "the idle sessions to close")
+	waitfor.Cond(t, func() bool { return srv.Stats().Sessions == 0 }, "the upstream server to see every session closed")
+	waitfor.Cond(t, func() bool { return runtime.NumGoroutine() <= base+3 }, fmt.Sprintf("the goroutines to go back to %d (+ Run's)", base))
 }

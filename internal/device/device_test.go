@@ -14,6 +14,7 @@ import (
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 func certs(name string) string {
@@ -22,16 +23,6 @@ func certs(name string) string {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 // serverTLS is a server Context with the RSA test certificate.
 func serverTLS(t *testing.T) *tlszmq.Context {
@@ -126,7 +117,7 @@ func TestPassThroughPinned(t *testing.T) {
 	for _, name := range []string{"A", "B"} {
 		runConnected(t, sctx, back, named(name))
 	}
-	waitFor(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
+	waitfor.Cond(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
 	clientsStayPinned(t, front, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost"}, 2)
 }
 
@@ -157,7 +148,7 @@ func TestTerminate(t *testing.T) {
 			})
 		})
 	}
-	waitFor(t, func() bool { return d.Workers() == 2 }, "both workers to announce themselves")
+	waitfor.Cond(t, func() bool { return d.Workers() == 2 }, "both workers to announce themselves")
 	clientsStayPinned(t, front, &tlszmq.Config{CAFile: certs("ca.crt"), ServerName: "localhost",
 		CertFile: certs("client.crt"), KeyFile: certs("client.key")}, 2)
 	if s := <-subjects; s != "CN=tlszmq client,O=tlszmq,C=ZZ" {

@@ -15,6 +15,7 @@ import (
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
 	"github.com/tlszmq/tlszmq/internal/perf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // soakSize picks a message size: mostly small, now and then up to 64 KiB.
@@ -118,7 +119,7 @@ func TestSoak(t *testing.T) {
 	for range 2 {
 		servers = append(servers, runConnected(t, sctx, back, echo))
 	}
-	waitFor(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
+	waitfor.Cond(t, func() bool { return d.Backends() == 2 }, "both servers to announce themselves")
 	cctx := clientTLS(t)
 
 	var counts soakCounts
@@ -148,13 +149,13 @@ func TestSoak(t *testing.T) {
 	}
 	// A warm-up round, then the baseline, then the soak.
 	run(clients, 5)
-	waitFor(t, func() bool { return sessions() == 0 }, "the warm-up's sessions to close")
+	waitfor.Cond(t, func() bool { return sessions() == 0 }, "the warm-up's sessions to close")
 	before := perf.MemoryNow()
 	start := time.Now()
 	counts = soakCounts{}
 	run(clients, messages)
 	took := time.Since(start)
-	waitFor(t, func() bool { return sessions() == 0 }, "every session to close")
+	waitfor.Cond(t, func() bool { return sessions() == 0 }, "every session to close")
 	time.Sleep(1500 * time.Millisecond) // the servers let quiet buffers go after a second
 	after := perf.MemoryNow()
 

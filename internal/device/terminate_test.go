@@ -13,6 +13,7 @@ import (
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 	"github.com/tlszmq/tlszmq/internal/zmqpoll"
 )
 
@@ -30,7 +31,7 @@ func TestTerminateConcurrentClients(t *testing.T) {
 			})
 		})
 	}
-	waitFor(t, func() bool { return d.Workers() == 2 }, "both workers to announce themselves")
+	waitfor.Cond(t, func() bool { return d.Workers() == 2 }, "both workers to announce themselves")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cs := make([]*tlszmq.Client, clients)
@@ -95,7 +96,7 @@ func TestTerminateHandlerConcurrent(t *testing.T) {
 	d := terminating(t, Limits{}, log.logger())
 	_, back := d.Endpoints()
 	w := rawWorker(t, back)
-	waitFor(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
+	waitfor.Cond(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself")
 	var mu sync.Mutex
 	seen := map[string][]string{} // identity → requests, in the order they reached the worker
 	cmdtest.Serve(t, func(ctx context.Context) error {
@@ -142,7 +143,7 @@ func TestTerminateHandlerConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d.Pending() == 0 }, "every request to be answered")
+	waitfor.Cond(t, func() bool { return d.Pending() == 0 }, "every request to be answered")
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range clients {
@@ -176,7 +177,7 @@ func TestTerminateRunStops(t *testing.T) {
 	go func() { done <- d.Run(ctx) }()
 	_, back := d.Endpoints()
 	w := rawWorker(t, back)
-	waitFor(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself") // the loop runs
+	waitfor.Cond(t, func() bool { return d.Workers() == 1 }, "the worker to announce itself") // the loop runs
 	w.Close()
 	cancel()
 	select {
@@ -197,5 +198,5 @@ func TestTerminateRunStops(t *testing.T) {
 	if reply, err := d.toWorker(context.Background(), peer, [][]byte{[]byte("hello")}); reply != nil || err != nil || d.Pending() != 0 {
 		t.Fatalf("after Run: %q, %v, %d pending; want the request refused", reply, err, d.Pending())
 	}
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= before }, fmt.Sprintf("the goroutines to go back to %d", before))
+	waitfor.Cond(t, func() bool { return runtime.NumGoroutine() <= before }, fmt.Sprintf("the goroutines to go back to %d", before))
 }

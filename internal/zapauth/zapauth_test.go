@@ -12,21 +12,12 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq/internal/syncbuf"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // These tests attach policies to ROUTER sockets on random loopback ports and connect DEALERs
 // from two loopback addresses: 127.0.0.1, and 127.0.0.2 as the source address of the
 // connection (ZeroMQ's "tcp://source:0;host:port"). Linux routes all of 127.0.0.0/8 to lo.
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 // guarded is a ROUTER at a random loopback port with a policy, echoing what it receives on a
 // goroutine of its own until close.
@@ -133,7 +124,7 @@ func wantRefused(t *testing.T, g *guarded, source string, list List) {
 	if g.ask(t, source, 500*time.Millisecond) {
 		t.Fatalf("a peer from %s was answered, past the %s list", source, list)
 	}
-	waitFor(t, func() bool { return g.p.Refused()[list] > before }, "the refusal to be counted under "+list.String())
+	waitfor.Cond(t, func() bool { return g.p.Refused()[list] > before }, "the refusal to be counted under "+list.String())
 	line := fmt.Sprintf(`level=WARN msg="tlszmq: connection refused" server=%s address=%s list=%s `, g.endpoint, source, list)
 	if !strings.Contains(g.logs.String(), line) {
 		t.Fatalf("no line %q in the log:\n%s", line, g.logs.String())
@@ -259,7 +250,7 @@ func TestTwoPolicies(t *testing.T) {
 		rep.Unbind(Endpoint)
 	}
 	rep.Close()
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= base },
+	waitfor.Cond(t, func() bool { return runtime.NumGoroutine() <= base },
 		fmt.Sprintf("the goroutines to go back to %d (now %d)", base, runtime.NumGoroutine()))
 
 	// A new policy starts a new handler.
