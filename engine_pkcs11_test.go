@@ -23,7 +23,7 @@ func TestPKCS11KeyHandshake(t *testing.T) {
 	}{
 		{"rsa", h.serverConfig(hsmRSAKey), clientConfig()},
 		{"ecdsa", h.serverConfig(hsmECKey), clientConfig()},
-		{"fresh", &Config{CertPEM: h.freshCert, KeyURI: h.uri(hsmToken, hsmFreshKey), KeyPassword: hsmPIN},
+		{"fresh", &Config{CertPEM: h.freshCert, KeyURI: h.URI(hsmToken, hsmFreshKey), KeyPassword: hsmPIN},
 			&Config{CAPEM: h.freshCert, ServerName: "localhost"}},
 	}
 	for _, tc := range cases {
@@ -50,7 +50,7 @@ func TestPKCS11KeyHandshake(t *testing.T) {
 // the token.
 func TestPKCS11KeyGoTLS(t *testing.T) {
 	h := needSoftHSM(t)
-	sctx := mustContext(t, RoleServer, &Config{CertPEM: h.freshCert, KeyURI: h.uri(hsmToken, hsmFreshKey), KeyPassword: hsmPIN})
+	sctx := mustContext(t, RoleServer, &Config{CertPEM: h.freshCert, KeyURI: h.URI(hsmToken, hsmFreshKey), KeyPassword: hsmPIN})
 	l := listenEngines(t, sctx)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(h.freshCert)
@@ -76,19 +76,19 @@ func TestPKCS11KeyErrors(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		// hsmPINToken is never logged into with the right PIN: PKCS#11 keeps a process's login.
-		{"wrong PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmPINToken, hsmRSAKey), KeyPassword: "wrong-PIN-9"},
+		{"wrong PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.URI(hsmPINToken, hsmRSAKey), KeyPassword: "wrong-PIN-9"},
 			[]string{"PIN incorrect", "refused the PIN"}},
-		{"wrong pin-value", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), "?", "?pin-value=wrong-PIN-4&", 1)},
+		{"wrong pin-value", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.URI(hsmPINToken, hsmRSAKey), "?", "?pin-value=wrong-PIN-4&", 1)},
 			[]string{"PIN incorrect", "pin-value=***"}},
-		{"wrong pin-value after &", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.uri(hsmPINToken, hsmRSAKey), ";type=private?", ";type=private&pin-value=wrong-PIN-4?", 1)},
+		{"wrong pin-value after &", &Config{CertFile: cert("server.crt"), KeyURI: strings.Replace(h.URI(hsmPINToken, hsmRSAKey), ";type=private?", ";type=private&pin-value=wrong-PIN-4?", 1)},
 			[]string{"PIN incorrect", "refused the PIN", "pin-value=***"}},
-		{"no PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmPINToken, hsmRSAKey)},
+		{"no PIN", &Config{CertFile: cert("server.crt"), KeyURI: h.URI(hsmPINToken, hsmRSAKey)},
 			[]string{"no PIN was given"}},
-		{"no such object", &Config{CertFile: cert("server.crt"), KeyURI: h.uri(hsmToken, "nope"), KeyPassword: hsmPIN},
+		{"no such object", &Config{CertFile: cert("server.crt"), KeyURI: h.URI(hsmToken, "nope"), KeyPassword: hsmPIN},
 			[]string{"object not found", "object=nope"}},
-		{"no such token", &Config{CertFile: cert("server.crt"), KeyURI: h.uri("nope", hsmRSAKey), KeyPassword: hsmPIN},
+		{"no such token", &Config{CertFile: cert("server.crt"), KeyURI: h.URI("nope", hsmRSAKey), KeyPassword: hsmPIN},
 			[]string{"object not found", "token=nope"}},
-		{"certificate of another key", &Config{CertFile: cert("wronghost.crt"), KeyURI: h.uri(hsmToken, hsmRSAKey), KeyPassword: hsmPIN},
+		{"certificate of another key", &Config{CertFile: cert("wronghost.crt"), KeyURI: h.URI(hsmToken, hsmRSAKey), KeyPassword: hsmPIN},
 			[]string{"key values mismatch"}},
 	}
 	for _, tc := range cases {
@@ -210,7 +210,7 @@ func TestPKCS11KeyReload(t *testing.T) {
 	}
 	// A reload whose key the token refuses leaves the Context as it was.
 	bad := h.serverConfig(hsmRSAKey)
-	bad.KeyURI = h.uri(hsmToken, "nope")
+	bad.KeyURI = h.URI(hsmToken, "nope")
 	if err := sctx.Reload(bad); err == nil {
 		t.Fatal("a reload naming a missing key succeeded")
 	}
@@ -224,7 +224,7 @@ func TestPKCS11KeyOneModule(t *testing.T) {
 	h := needSoftHSM(t)
 	mustContext(t, RoleServer, h.serverConfig(hsmRSAKey)) // the module is loaded now
 	cfg := h.serverConfig(hsmRSAKey)
-	cfg.KeyURI = strings.Replace(cfg.KeyURI, "module-path="+h.module, "module-path=/usr/lib/other-pkcs11.so", 1)
+	cfg.KeyURI = strings.Replace(cfg.KeyURI, "module-path="+h.Module, "module-path=/usr/lib/other-pkcs11.so", 1)
 	_, err := NewContext(RoleServer, cfg)
 	if err == nil || !strings.Contains(err.Error(), "one module per process") {
 		t.Fatalf("a second module: %v, want a refusal naming one module per process", err)

@@ -10,7 +10,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if hsmState != nil {
-		os.RemoveAll(hsmState.dir)
+		os.RemoveAll(hsmState.Dir)
 	}
 	os.Exit(code)
 }

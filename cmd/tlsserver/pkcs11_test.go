@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -16,65 +14,30 @@ import (
 
 	"github.com/tlszmq/tlszmq"
 	"github.com/tlszmq/tlszmq/internal/cmdtest"
+	"github.com/tlszmq/tlszmq/internal/softhsm"
 )
 
 // softHSMToken makes a SoftHSM2 token in a folder of the test's, holding testdata's server key
 // (imported from a PKCS#8 file that is deleted at once), and points SOFTHSM2_CONF at it for
-// the module this process loads. It returns the module's path.
+// the commands the test runs. It returns the module's path.
 func softHSMToken(t *testing.T, token, label, pin string) string {
 	t.Helper()
-	util, err := exec.LookPath("softhsm2-util")
-	if err != nil {
-		t.Fatal("softhsm2-util is not installed: make deps installs it (Debian softhsm2)")
-	}
-	var module string
-	for _, m := range []string{"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"} {
-		if _, err := os.Stat(m); err == nil {
-			module = m
-			break
-		}
-	}
-	if module == "" {
-		t.Fatal("no SoftHSM2 module (make deps installs softhsm2)")
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.Mkdir(filepath.Join(dir, "tokens"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", filepath.Join(dir, "tokens")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	b, err := os.ReadFile(filepath.Join(cmdtest.Root(), "testdata", "certs", "server.key"))
+	tk, err := softhsm.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(b)
-	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	t.Setenv("SOFTHSM2_CONF", tk.Conf)
+	key, err := softhsm.ReadKey(filepath.Join(cmdtest.Root(), "testdata", "certs", "server.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+	if err := tk.InitToken(token, pin, "5678"); err != nil {
 		t.Fatal(err)
 	}
-	pk8 := filepath.Join(dir, "key.pk8")
-	if err := os.WriteFile(pk8, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := tk.Import(token, label, "01", pin, key); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{
-		{"--init-token", "--free", "--label", token, "--pin", pin, "--so-pin", "5678"},
-		{"--import", pk8, "--token", token, "--label", label, "--id", "01", "--pin", pin},
-	} {
-		if out, err := exec.Command(util, args...).CombinedOutput(); err != nil {
-			t.Fatalf("softhsm2-util %v: %v\n%s", args, err, out)
-		}
-	}
-	if err := os.Remove(pk8); err != nil {
-		t.Fatal(err)
-	}
-	return module
+	return tk.Module
 }
 
 // tlsserver -key pkcs11:... serves handshakes with a key that exists only on a SoftHSM2
