@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -31,21 +30,6 @@ func startDevice(t *testing.T, args []string) *syncbuf.Buffer {
 		}
 	})
 	return stderr
-}
-
-// wantRefusedLine waits for the device's log line refusing 127.0.0.2 by list, and checks that
-// 127.0.0.1 was not refused.
-func wantRefusedLine(t *testing.T, stderr *syncbuf.Buffer, list string) {
-	t.Helper()
-	re := regexp.MustCompile(`(?m)^tlsdevice: time=.* level=WARN msg="tlszmq: connection refused" .*address=127\.0\.0\.2 list=` + list + ` `)
-	for deadline := time.Now().Add(5 * time.Second); !re.MatchString(stderr.String()); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line refuses 127.0.0.2 by -%s; stderr:\n%s", list, stderr.String())
-		}
-	}
-	if strings.Contains(stderr.String(), "address=127.0.0.1 list=") {
-		t.Errorf("127.0.0.1 refused; stderr:\n%s", stderr.String())
-	}
 }
 
 // -allow and -deny in pass mode, on the TLS clients' frontend, with and without -pin: in front
@@ -95,7 +79,7 @@ func TestAllowDenyPass(t *testing.T) {
 			if err := ask("127.0.0.2", 500*time.Millisecond); !errors.Is(err, tlszmq.ErrTimeout) {
 				t.Fatalf("a client from 127.0.0.2: %v, want a timeout (refused)", err)
 			}
-			wantRefusedLine(t, stderr, c.list)
+			cmdtest.WantRefused(t, stderr, "tlsdevice", c.list)
 		})
 	}
 }
@@ -120,7 +104,7 @@ func TestAllowDenyOriginate(t *testing.T) {
 	if cmdtest.PlainRequestFrom(t, "127.0.0.2", front, 500*time.Millisecond) {
 		t.Fatal("a client from 127.0.0.2 was answered, past -deny")
 	}
-	wantRefusedLine(t, stderr, "deny")
+	cmdtest.WantRefused(t, stderr, "tlsdevice", "deny")
 }
 
 // A bad entry is bad use in every mode, naming it, before anything is bound.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/tlszmq/tlszmq"
+	"github.com/tlszmq/tlszmq/internal/waitfor"
 )
 
 // The allow and deny tests connect from two loopback addresses: 127.0.0.1, and 127.0.0.2 as
@@ -64,4 +66,17 @@ func PlainRequestFrom(t testing.TB, source, endpoint string, timeout time.Durati
 	}
 	got, err := req.RecvMessage(0)
 	return err == nil && len(got) == 1 && got[0] == "plain"
+}
+
+// WantRefused waits up to 5 s for command's log line (in log, its stderr) refusing 127.0.0.2
+// by list ("allow" or "deny"), and checks that no line refuses 127.0.0.1.
+func WantRefused(t testing.TB, log fmt.Stringer, command, list string) {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + command + `: time=.* level=WARN msg="tlszmq: connection refused" .*address=127\.0\.0\.2 list=` + list + ` `)
+	if !waitfor.Until(5*time.Second, func() bool { return re.MatchString(log.String()) }) {
+		t.Fatalf("no log line refuses 127.0.0.2 by -%s; stderr:\n%s", list, log)
+	}
+	if strings.Contains(log.String(), "address=127.0.0.1 list=") {
+		t.Errorf("127.0.0.1 refused; stderr:\n%s", log)
+	}
 }

@@ -16,10 +16,18 @@ func Cond(t testing.TB, cond func() bool, what string) {
 // Within waits up to d for cond, failing the test with what it waited for.
 func Within(t testing.TB, d time.Duration, cond func() bool, what string) {
 	t.Helper()
+	if !Until(d, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// Until waits up to d for cond, and reports whether it held: for a caller whose failure
+// message needs what is known only after the wait.
+func Until(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
-			return
+			return true
 		}
 	}
-	t.Fatalf("timed out waiting for %s", what)
+	return false
 }
